@@ -1,0 +1,135 @@
+"""The run's test database: created and schema built once, engines for both driver kinds, dropped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import MetaData, event, func, select
+from sqlalchemy.engine import URL, Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from . import drivers, provision
+
+
+def _sqlite_recipe(engine: Engine) -> None:
+    """SQLAlchemy's documented recipe: let SQLAlchemy, not pysqlite, emit BEGIN, so SAVEPOINTs nest
+    inside a real transaction and a released savepoint does not survive the outer rollback."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+class TestDatabase:
+    """One provisioned database and the engines that reach it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, server_url: URL, name: str) -> None:
+        self.server_url = server_url
+        self.provisioner = provision.provisioner_for(server_url)
+        self.url = self.provisioner.create(name)
+        self.family = drivers.family(server_url)
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._listeners: list[Callable[[Engine], None]] = []
+        self.baseline: dict[str, int] = {}
+
+    def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
+        """Run setup on every engine this database makes (event listeners of the guards)."""
+        self._listeners.append(setup)
+        for engine in (self._sync, self._async.sync_engine if self._async else None):
+            if engine is not None:
+                setup(engine)
+
+    def _prepare(self, engine: Engine) -> None:
+        if self.family == "sqlite":
+            _sqlite_recipe(engine)
+        for setup in self._listeners:
+            setup(engine)
+
+    @property
+    def sync_engine(self) -> Engine:
+        if self._sync is None:
+            # NullPool: the sandbox keeps its own connection open between tests.
+            self._sync = create_engine(drivers.sync_url(self.url), poolclass=NullPool)
+            self._prepare(self._sync)
+        return self._sync
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        if self._async is None:
+            self._async = create_async_engine(drivers.async_url(self.url), poolclass=NullPool)
+            self._prepare(self._async.sync_engine)
+        return self._async
+
+    def has_sync_driver(self) -> bool:
+        try:
+            drivers.sync_url(self.url)
+        except Exception:
+            return False
+        return True
+
+    def run(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run fn in a committed transaction, through the sync driver if installed, else the async one."""
+        if self.has_sync_driver():
+            with self.sync_engine.begin() as conn:
+                return fn(conn)
+
+        async def via_async() -> Any:
+            async with self.async_engine.begin() as aconn:
+                result = await aconn.run_sync(fn)
+            await self.async_engine.dispose()
+            return result
+
+        return asyncio.run(via_async())
+
+    def build_schema(self, metadatas: Iterable[MetaData]) -> None:
+        metas = list(metadatas)
+
+        def create(conn: Connection) -> dict[str, int]:
+            for metadata in metas:
+                metadata.create_all(conn)
+            return _counts(conn, metas)
+
+        self.baseline = self.run(create)
+
+    def leftovers(self, metadatas: Iterable[MetaData]) -> dict[str, tuple[int, int]]:
+        """Tables whose row count differs from the one the schema build left: {table: (before, now)}."""
+        metas = list(metadatas)
+        now = self.run(lambda conn: _counts(conn, metas))
+        return {
+            table: (self.baseline.get(table, 0), count)
+            for table, count in now.items()
+            if count != self.baseline.get(table, 0)
+        }
+
+    def dispose(self) -> None:
+        if self._sync is not None:
+            self._sync.dispose()
+        # NullPool async engine: nothing pooled to close, and the loops that made connections are gone.
+        self._sync = self._async = None
+
+    def drop(self) -> None:
+        self.dispose()
+        self.provisioner.drop(self.url)
+
+
+def _counts(conn: Connection, metadatas: list[MetaData]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for metadata in metadatas:
+        for table in metadata.sorted_tables:
+            counts[table.fullname] = conn.execute(
+                select(func.count()).select_from(table)
+            ).scalar_one()
+    return counts

@@ -1,0 +1,83 @@
+"""Which sync and which async driver serve a URL, and a plain message when one is missing.
+
+A sync test needs a sync driver and an async test an async one, whichever the configured URL names:
+the URL says which server; the test says which kind of driver.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
+
+from .errors import DriverMissingError
+
+
+@dataclass(frozen=True)
+class Driver:
+    name: str  # SQLAlchemy's driver name, as in "postgresql+<name>"
+    module: str  # the DBAPI module to look for
+    pip: str  # what to install
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+SYNC: dict[str, tuple[Driver, ...]] = {
+    "sqlite": (Driver("pysqlite", "sqlite3", "(part of Python)"),),
+    "postgresql": (
+        Driver("psycopg", "psycopg", "psycopg[binary]"),
+        Driver("psycopg2", "psycopg2", "psycopg2-binary"),
+    ),
+    "mysql": (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient")),
+}
+ASYNC: dict[str, tuple[Driver, ...]] = {
+    "sqlite": (Driver("aiosqlite", "aiosqlite", "aiosqlite"),),
+    "postgresql": (
+        Driver("asyncpg", "asyncpg", "asyncpg"),
+        Driver("psycopg_async", "psycopg", "psycopg[binary]"),
+    ),
+    "mysql": (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql")),
+}
+# A driver named in the URL pairs best with its own library's other half.
+PARTNER = {"psycopg": "psycopg_async", "psycopg_async": "psycopg"}
+ASYNC_NAMES = {d.name for drivers in ASYNC.values() for d in drivers}
+
+
+def family(url: URL) -> str:
+    backend = url.get_backend_name()
+    return "mysql" if backend == "mariadb" else backend
+
+
+def is_async(url: URL) -> bool:
+    return url.get_driver_name() in ASYNC_NAMES
+
+
+def _choose(url: URL, table: dict[str, tuple[Driver, ...]], kind: str) -> URL:
+    fam = family(url)
+    candidates = table.get(fam)
+    if candidates is None:
+        raise DriverMissingError(
+            f"sqlsandbox does not support the {url.get_backend_name()!r} dialect.",
+            fix="use a PostgreSQL, MariaDB/MySQL or SQLite URL.",
+        )
+    named = url.get_driver_name()
+    wanted = [d for d in candidates if d.name in (named, PARTNER.get(named))]
+    for driver in wanted + [d for d in candidates if d not in wanted]:
+        if driver.installed():
+            return url.set(drivername=f"{url.get_backend_name()}+{driver.name}")
+    options = " or ".join(f"pip install {d.pip}" for d in candidates)
+    raise DriverMissingError(
+        f"No {kind} driver for {fam} is installed.",
+        why=f"a {kind} test needs a {kind} driver to reach the {fam} server named in the URL.",
+        fix=f"{options} (sqlsandbox extras: pip install 'sqlsandbox[{fam}]').",
+    )
+
+
+def sync_url(url: URL) -> URL:
+    return _choose(url, SYNC, "sync")
+
+
+def async_url(url: URL) -> URL:
+    return _choose(url, ASYNC, "async")

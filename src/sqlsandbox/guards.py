@@ -1,0 +1,286 @@
+"""Guards on the one shared sandbox connection: call sites, loop and thread checks, units of work.
+
+Everything a test's code opens (sessions, engine.connect()) becomes a *unit of work*: a SAVEPOINT on the one
+sandbox connection. Savepoints form a stack, while the app's units, each on its own connection in production,
+may overlap in any order. The UnitStack keeps them correct:
+- a statement of a unit that is not on top waits while another live task holds the top unit (concurrent
+  request handlers, scheduler ticks, gather), so savepoints never interleave and the driver never sees two
+  operations at once; a wait that cannot end fails with both tasks' stacks;
+- a commit of a unit that is not on top is deferred (its savepoint stays until the outer rollback), which is
+  exactly what the data would look like had it committed for real;
+- what cannot be emulated on one connection (rolling back a unit under another one that holds writes, or
+  a rollback that would undo another unit's writes) is reported plainly, with both call sites.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import greenlet
+from sqlalchemy.util import await_only
+
+from .errors import SandboxDeadlockError, SandboxInterleavingError, SandboxLoopError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+_OUR_DIRS = tuple(
+    os.path.dirname(mod.__file__)  # type: ignore[type-var]
+    for mod in (sys.modules["sqlalchemy"], sys.modules[__name__.rpartition(".")[0]])
+    if getattr(mod, "__file__", None)
+)
+_SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "contextlib.py")
+
+
+def call_site(skip: int = 2) -> str:
+    """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
+    frame: FrameType | None = sys._getframe(skip)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_OUR_DIRS) and not any(p in filename for p in _SKIP_PARTS):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
+        frame = frame.f_back
+    return "<unknown call site>"
+
+
+def in_greenlet() -> bool:
+    return bool(getattr(greenlet.getcurrent(), "__sqlalchemy_greenlet_provider__", False))
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def describe_loop(loop: asyncio.AbstractEventLoop | None) -> str:
+    if loop is None:
+        return f"no event loop (thread {threading.current_thread().name!r})"
+    state = "closed" if loop.is_closed() else "running" if loop.is_running() else "idle"
+    return f"{type(loop).__name__} at {id(loop):#x} ({state})"
+
+
+def loop_mismatch(
+    owner_loop: asyncio.AbstractEventLoop | None, owner_thread: int, site: str
+) -> SandboxLoopError | None:
+    """None if the current thread and loop may use a connection made on owner_loop/owner_thread."""
+    here = running_loop()
+    if owner_loop is None:
+        if threading.get_ident() == owner_thread:
+            return None
+        return SandboxLoopError(
+            f"The sandbox's sync connection was used from thread {threading.current_thread().name!r} "
+            f"at {site}, but it belongs to the test's thread.",
+            why="a sandbox is one connection inside one transaction; a DBAPI connection is not "
+            "thread-safe and another thread would see a different transaction in production.",
+            fix="run that code in the test's thread, or mark the test "
+            "@pytest.mark.sqlsandbox(committed=True) so that other threads get their own connections.",
+        )
+    if here is owner_loop:
+        return None
+    return SandboxLoopError(
+        f"The sandbox's async connection was used from {describe_loop(here)} at {site}, "
+        f"but it was opened on {describe_loop(owner_loop)}.",
+        why="an asyncio driver connection (asyncpg, aiosqlite, asyncmy) belongs to the event loop that "
+        "opened it; used from another loop it fails with 'Future attached to a different loop' or "
+        "'another operation is in progress'. Starlette's TestClient runs the app in its own thread "
+        "and loop, and a session-scoped engine outlives a function-scoped loop.",
+        fix="drive ASGI apps with the asgi_client fixture (httpx.AsyncClient over ASGITransport in "
+        "the test's loop) instead of TestClient, and let the sandbox fixtures give you connections "
+        "rather than creating engines or sessions in fixtures of a wider scope.",
+    )
+
+
+_TXN_CONTROL = re.compile(r"\s*(COMMIT|ROLLBACK(?!\s+TO)|END|BEGIN|START\s+TRANSACTION)\b", re.I)
+
+
+def is_transaction_control(statement: str) -> bool:
+    return _TXN_CONTROL.match(statement) is not None
+
+
+_READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "EXPLAIN", "SET ")
+
+
+def is_write(statement: str, context: Any) -> bool:
+    compiled = getattr(context, "compiled", None)
+    if compiled is not None:
+        return bool(context.isinsert or context.isupdate or context.isdelete or context.isddl)
+    return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
+
+
+@dataclass(eq=False)
+class Unit:
+    """One unit of work: a connection's transaction, held as a SAVEPOINT on the sandbox connection."""
+
+    conn: Connection
+    savepoint: str
+    site: str
+    owner: asyncio.Task[Any] | None
+    wrote: bool = False
+    orphaned: bool = False  # its savepoint went with an outer unit's rollback
+    foreign_writes: list[str] = field(default_factory=list)
+
+    def owner_alive_elsewhere(self) -> bool:
+        return self.owner is not None and not self.owner.done() and self.owner is not current_task()
+
+    def describe(self) -> str:
+        who = f" by task {self.owner.get_name()!r}" if self.owner is not None else ""
+        return f"{self.savepoint} opened{who} at {self.site}"
+
+
+class UnitStack:
+    """The savepoint stack of the sandbox connection, with waiting and diagnostics (see module doc)."""
+
+    def __init__(self, timeout: float, report: Callable[[str], None]) -> None:
+        self.timeout = timeout
+        self.report = report  # records a problem that fails the test at teardown
+        self.units: list[Unit] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self.waits = 0
+
+    @property
+    def top(self) -> Unit | None:
+        return self.units[-1] if self.units else None
+
+    def push(self, unit: Unit) -> None:
+        self.units.append(unit)
+
+    def _changed(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _remove(self, unit: Unit) -> None:
+        if unit in self.units:
+            self.units.remove(unit)
+        self._changed()
+
+    def _wait_until(self, ready: Callable[[], bool], waiting: str) -> None:
+        """Wait (async, inside SQLAlchemy's greenlet) while another live task holds the top unit."""
+        if ready():
+            return
+        top = self.top
+        if top is None or not top.owner_alive_elsewhere() or not in_greenlet():
+            return
+        self.waits += 1
+        await_only(self._wait_async(ready, waiting))
+
+    async def _wait_async(self, ready: Callable[[], bool], waiting: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while not ready():
+            top = self.top
+            if top is None or not top.owner_alive_elsewhere():
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            remaining = deadline - loop.time()
+            try:
+                await asyncio.wait_for(fut, max(remaining, 0))
+            except asyncio.TimeoutError:
+                raise self._deadlock(top, waiting) from None
+
+    def _deadlock(self, top: Unit, waiting: str) -> SandboxDeadlockError:
+        stack = ""
+        if top.owner is not None:
+            frames = top.owner.get_stack(limit=8)
+            stack = "".join(
+                f"\n      {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}()"
+                for f in frames
+            )
+        return SandboxDeadlockError(
+            f"{waiting} waited {self.timeout:g}s for the unit of work {top.describe()}, "
+            f"which never finished.\n  That task is now at:{stack or ' (no stack)'}",
+            why="the sandbox is one connection: while a task's transaction is open on it, other tasks' "
+            "statements queue behind it. A test or task that keeps a session open and then awaits "
+            "work in another task (a scheduler, a request) waits for itself.",
+            fix="commit or close the session (async with session.begin(): / await session.commit()) "
+            "before awaiting other tasks; raise sqlsandbox_lock_timeout if the work is just slow.",
+        )
+
+    # --- events from the sandbox connection -------------------------------------------------
+
+    def before_statement(self, unit: Unit | None, site_fn: Callable[[], str], write: bool) -> None:
+        top = self.top
+        if unit is not None and top is not None and top is not unit:
+            self._wait_until(lambda: self.top in (unit, None), f"A statement at {site_fn()}")
+            top = self.top
+        if top is not None and top is not unit and write:
+            top.foreign_writes.append(site_fn())
+        if unit is not None and write:
+            unit.wrote = True
+
+    def release(self, unit: Unit, do_release: Callable[[], None]) -> None:
+        """Commit of a unit: RELEASE if on top, else defer (the savepoint stays until the outer rollback)."""
+        if unit.orphaned:
+            return
+        if self.top is unit:
+            try:
+                do_release()
+            finally:
+                self._remove(unit)
+        else:
+            self._remove(unit)
+
+    def rollback(self, unit: Unit, do_rollback: Callable[[], None]) -> None:
+        if unit.orphaned:
+            if unit.wrote:
+                self.report(
+                    f"{unit.describe()} rolled back writes that could not be undone: its savepoint "
+                    "had been discarded by the rollback of an earlier unit of work."
+                )
+            return
+        if self.top is not unit and unit in self.units:
+            self._wait_until(lambda: self.top is unit, f"The rollback of {unit.describe()}")
+        if unit in self.units and self.top is not unit:
+            above = self.units[self.units.index(unit) + 1 :]
+            if not unit.wrote:
+                self._remove(unit)  # nothing of its own to undo; the savepoint stays, harmless
+                return
+            if not any(u.wrote for u in above):
+                # Read-only units left open above (e.g. a leaked session): roll back through them.
+                for orphan in above:
+                    orphan.orphaned = True
+                    self.units.remove(orphan)
+            else:
+                self._remove(unit)
+                raise SandboxInterleavingError(
+                    f"{unit.describe()} rolled back while {len(above)} later unit(s) of work are still "
+                    f"open on the sandbox connection: {'; '.join(u.describe() for u in above)}.",
+                    why="on the single sandbox connection units are nested savepoints; rolling back the "
+                    "outer one would also discard the inner ones' work, which in production sits on "
+                    "its own connection.",
+                    fix="close (commit or roll back) the later session before rolling back the earlier "
+                    "one, e.g. use 'with Session() as s:' / 'async with factory() as s:' blocks.",
+                )
+        if unit.foreign_writes:
+            self.report(
+                f"{unit.describe()} rolled back, and with it writes made by other sessions while it "
+                f"was open: {'; '.join(unit.foreign_writes[:3])}. Those writes would survive in "
+                "production. Close sessions before another one writes, or commit them."
+            )
+        try:
+            do_rollback()
+        finally:
+            self._remove(unit)
+
+    def clear(self) -> None:
+        self.units.clear()
+        self._changed()

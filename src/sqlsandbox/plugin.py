@@ -1,0 +1,181 @@
+"""The pytest plugin: thin hooks and fixtures over Run and Sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
+
+from . import config as config_mod
+from .errors import SandboxError, usage_error
+from .provision import safe_url
+from .run import Run
+from .sandbox import Sandbox
+
+RUN = pytest.StashKey[Run]()
+USED = pytest.StashKey[Sandbox]()
+SANDBOX_FIXTURES = frozenset(
+    {"sandbox", "db_session", "async_db_session", "db_connection", "async_db_connection"}
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    config_mod.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlsandbox: give this test a sandbox (as if it asked for the sandbox fixture), so the "
+        "application's bound engines and session factories work in it.",
+    )
+    try:
+        settings = config_mod.load_settings(config)
+    except SandboxError as exc:
+        raise usage_error(exc) from None
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    config.stash[RUN] = Run(settings, worker)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Provision before the first test, so a bad setup is one message, not one error per test."""
+    wants_db = any(
+        SANDBOX_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        or item.get_closest_marker("sqlsandbox")
+        for item in items
+    )
+    if wants_db and not config.option.collectonly:
+        try:
+            config.stash[RUN].database()
+        except SandboxError as exc:
+            raise usage_error(exc) from None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN, None)
+    if run is None:
+        return
+    run.finish()
+    if run.leftovers and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is None or not run.started:
+        return
+    tr = terminalreporter
+    where = safe_url(run.server_url) if run.settings.url else "embedded SQLite"
+    tr.write_sep("-", "sqlsandbox")
+    tr.write_line(
+        f"{run.tests_with_db} test(s) used the database ({where}); {run.statements} statement(s); "
+        f"{run.problems} sandbox problem(s) caught."
+    )
+    if run.leftovers:
+        for table, (before, now) in sorted(run.leftovers.items()):
+            tr.write_line(
+                f"LEAK: table {table} has {now} row(s) after the run, {before} after the schema build",
+                red=True,
+            )
+    elif run.metadatas:
+        tr.write_line("Every table is as the schema build left it.")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(SandboxError):
+        entry = call.excinfo.traceback[-1] if call.excinfo.traceback else None
+        where = f"\n(raised at {entry.path}:{entry.lineno + 1})" if entry is not None else ""
+        report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}{where}"
+    return report
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Keep the test's event loop open until the sandbox has rolled back in it.
+
+    Yields whether that loop outlives the test (so the connection may be kept for the next test).
+    """
+    runners = [
+        name
+        for name in request.fixturenames
+        if name.startswith("_") and name.endswith("_scoped_runner")
+    ]
+    for name in runners:  # pytest-asyncio: set up before us, so torn down after us
+        request.getfixturevalue(name)
+    if "anyio_backend" in request.fixturenames:
+        from anyio.pytest_plugin import extract_backend_and_options, get_runner
+
+        backend, options = extract_backend_and_options(request.getfixturevalue("anyio_backend"))
+        with get_runner(backend, options):  # a lease keeps anyio's runner and loop alive
+            yield False
+        return
+    yield bool(runners) and not any(name.startswith("_function") for name in runners)
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """The current test's sandbox: a connection to the test database in a transaction that is rolled
+    back at the end, shared by every session and connection the test and the app open."""
+    run = request.config.stash[RUN]
+    db = run.database()
+    with _hold_event_loop(request) as loop_outlives_test:
+        box = Sandbox(
+            db,
+            run.keeper,
+            request.node.nodeid,
+            lock_timeout=run.settings.lock_timeout,
+            keep_async_root=loop_outlives_test,
+        )
+        box.activate()
+        try:
+            for obj in run.bound:
+                box.bind(obj)
+            request.node.stash[USED] = box
+            yield box
+        finally:
+            run.tests_with_db += 1
+            run.statements += box.statements
+            run.problems += len(box.problems)
+            box.close()
+
+
+@pytest.fixture(autouse=True)
+def _sqlsandbox_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("sqlsandbox") is not None:
+        request.getfixturevalue("sandbox")
+
+
+@pytest.fixture
+def db_session(sandbox: Sandbox) -> Session:
+    """A sync Session in the sandbox: commit(), rollback() and begin_nested() are all safe."""
+    return sandbox.session()
+
+
+@pytest.fixture
+def async_db_session(sandbox: Sandbox) -> AsyncSession:
+    """An AsyncSession in the sandbox, on the async driver for the configured server."""
+    return sandbox.async_session()
+
+
+@pytest.fixture
+def db_connection(sandbox: Sandbox) -> Connection:
+    """A Core Connection in the sandbox; its transactions are savepoints."""
+    return sandbox.connection()
+
+
+@pytest.fixture
+def async_db_connection(sandbox: Sandbox) -> AsyncConnection:
+    """An AsyncConnection in the sandbox; its transactions are savepoints."""
+    return sandbox.async_connection()

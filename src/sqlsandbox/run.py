@@ -1,0 +1,113 @@
+"""What one pytest run shares: settings, the test database, imported models and bound objects."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Connection, Engine
+
+from . import provision, sandbox
+from .config import Settings, import_string
+from .database import TestDatabase
+from .errors import ConfigError, SandboxError
+from .mappers import check_mappers
+
+
+class Run:
+    def __init__(self, settings: Settings, worker: str = "") -> None:
+        self.settings = settings
+        self.worker = worker
+        self.server_url = provision.parse_url(settings.url)
+        self.keeper = sandbox.RootKeeper()
+        self._db: TestDatabase | None = None
+        self._failure: SandboxError | None = None
+        self.metadatas: list[MetaData] = []
+        self.bound: list[Any] = []
+        self.tests_with_db = 0
+        self.statements = 0
+        self.problems = 0
+        self.leftovers: dict[str, tuple[int, int]] = {}
+
+    @property
+    def started(self) -> bool:
+        return self._db is not None
+
+    def database(self) -> TestDatabase:
+        """Provision on first use; a failure is kept and re-raised, so it is explained once per test
+        without retrying a dead server for every test."""
+        if self._failure is not None:
+            raise self._failure
+        if self._db is None:
+            try:
+                self._db = self._start()
+            except SandboxError as exc:
+                self._failure = exc
+                raise
+        return self._db
+
+    def _start(self) -> TestDatabase:
+        self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
+        check_mappers()
+        self.bound = [import_string(spec, "sqlsandbox_bind") for spec in self.settings.bind]
+        suffix = f"_{self.worker}" if self.worker else ""
+        name = provision.test_database_name(self.server_url, suffix)
+        db = TestDatabase(self.server_url, name)
+        try:
+            db.build_schema(self.metadatas)
+            db.add_engine_setup(_install_guards)
+        except BaseException:
+            db.drop()
+            raise
+        return db
+
+    def finish(self) -> None:
+        if self._db is None:
+            return
+        try:
+            self.keeper.close()
+            if self.metadatas:
+                self.leftovers = self._db.leftovers(self.metadatas)
+        finally:
+            if not os.environ.get("SQLSANDBOX_KEEP_DB"):
+                self._db.drop()
+            else:
+                self._db.dispose()
+
+
+def _as_metadata(spec: str) -> MetaData:
+    obj = import_string(spec, "sqlsandbox_metadata")
+    metadata = obj if isinstance(obj, MetaData) else getattr(obj, "metadata", None)
+    if not isinstance(metadata, MetaData):
+        raise ConfigError(
+            f"sqlsandbox_metadata entry {spec!r} is a {type(obj).__name__}, not a MetaData.",
+            fix="name a MetaData object or a declarative base class (whose .metadata is used).",
+        )
+    return metadata
+
+
+def _install_guards(engine: Engine) -> None:
+    event.listen(engine, "before_cursor_execute", _before_cursor_execute)
+    event.listen(engine, "commit", _on_commit)
+    event.listen(engine, "rollback", _on_rollback)
+
+
+def _before_cursor_execute(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> None:
+    current = sandbox.active()
+    if current is not None:
+        current.before_statement(conn, statement, context)
+
+
+def _on_commit(conn: Connection) -> None:
+    current = sandbox.active()
+    if current is not None:
+        current.outer_ended(conn, "committed")
+
+
+def _on_rollback(conn: Connection) -> None:
+    current = sandbox.active()
+    if current is not None:
+        current.outer_ended(conn, "rolled back")

@@ -1,0 +1,360 @@
+"""The per-test sandbox: one connection, an outer transaction that is always rolled back, joined units of work.
+
+The connection is opened lazily, by the first thing that uses the database, in that caller's thread or event
+loop: so the same fixtures serve sync tests, pytest-asyncio (any loop scope) and anyio, and an async driver
+connection is always made on the loop that will use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
+
+from .binding import Bindings
+from .connection import JoinedConnection
+from .errors import SandboxClosedError, SandboxError, SandboxEscapeError, SandboxLoopError
+from .guards import (
+    UnitStack,
+    call_site,
+    describe_loop,
+    in_greenlet,
+    is_transaction_control,
+    is_write,
+    loop_mismatch,
+    running_loop,
+)
+
+if TYPE_CHECKING:
+    from .database import TestDatabase
+
+Flavor = Literal["sync", "async"]
+_active: Sandbox | None = None
+
+
+def active() -> Sandbox | None:
+    """The sandbox of the test that is running now, if it asked for one."""
+    return _active
+
+
+class RootKeeper:
+    """Keeps the sandbox connection open between tests, so a test pays for BEGIN/ROLLBACK, not a connect."""
+
+    def __init__(self) -> None:
+        self.sync: Connection | None = None
+        self.async_: tuple[asyncio.AbstractEventLoop, Connection] | None = None
+
+    def take(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None) -> Connection | None:
+        if flavor == "sync":
+            root, self.sync = self.sync, None
+            return root
+        if self.async_ is None:
+            return None
+        kept_loop, root = self.async_
+        self.async_ = None
+        if kept_loop is loop and not root.invalidated:
+            return root
+        _discard(
+            root
+        )  # made on another loop: it cannot be used here, nor closed politely from here
+        return None
+
+    def give(
+        self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, root: Connection
+    ) -> None:
+        if flavor == "sync":
+            if self.sync is not None:
+                _discard(self.sync)
+            self.sync = root
+        else:
+            assert loop is not None
+            if self.async_ is not None:
+                _discard(self.async_[1])
+            self.async_ = (loop, root)
+
+    def close(self) -> None:
+        if self.sync is not None:
+            _discard(self.sync)
+        if self.async_ is not None:
+            loop, root = self.async_
+            if not loop.is_closed() and not loop.is_running():
+                try:
+                    loop.run_until_complete(greenlet_spawn(root.close))
+                except Exception:
+                    _discard(root)
+            else:
+                _discard(root)
+        self.sync = self.async_ = None
+
+
+def _discard(root: Connection) -> None:
+    """Drop a connection that cannot be closed normally (its loop is gone); the server rolls back."""
+    try:
+        fairy = root._dbapi_connection
+        raw = getattr(fairy, "dbapi_connection", None)
+        if raw is not None and hasattr(raw, "terminate"):
+            raw.terminate()
+        elif in_greenlet() or not root.dialect.is_async:
+            root.close()
+    except Exception:
+        pass
+    finally:
+        root._dbapi_connection = None
+
+
+class Sandbox:
+    """One test's view of the test database. Everything opened through it is rolled back at the end."""
+
+    def __init__(
+        self,
+        db: TestDatabase,
+        keeper: RootKeeper,
+        nodeid: str,
+        *,
+        lock_timeout: float = 10.0,
+        keep_async_root: bool = False,
+    ) -> None:
+        self.db = db
+        self.nodeid = nodeid
+        self._keeper = keeper
+        self._keep_async_root = keep_async_root
+        self.units = UnitStack(lock_timeout, self._problem)
+        self.problems: list[str] = []
+        self.statements = 0
+        self.started_at = time.perf_counter()
+        self._root: Connection | None = None
+        self._outer: RootTransaction | None = None
+        self._flavor: Flavor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.get_ident()
+        self._joined: weakref.WeakSet[JoinedConnection] = weakref.WeakSet()
+        self._names = itertools.count(1)
+        self._closing = False
+        self.closed = False
+        self._root_dead = False
+        self.bindings = Bindings(self)
+        self._statement_hooks: list[Callable[[Connection, str, Any, Any, bool], None]] = []
+
+    # ---- public API -------------------------------------------------------------------------------
+    @property
+    def sync_engine(self) -> Engine:
+        """The engine sync sessions bind to: every connect() on it joins this sandbox."""
+        return (
+            self.db.sync_engine if self.db.has_sync_driver() else self.db.async_engine.sync_engine
+        )
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """The engine async sessions bind to: every connect() on it joins this sandbox."""
+        return self.db.async_engine
+
+    def bind(self, obj: Any) -> Any:
+        """Make a sessionmaker, async_sessionmaker, scoped session, Engine or AsyncEngine join this sandbox
+        until the test ends; returns obj."""
+        self.bindings.bind(obj)
+        return obj
+
+    def session(self, **kw: Any) -> Session:
+        return Session(bind=self.sync_engine, **kw)
+
+    def async_session(self, **kw: Any) -> AsyncSession:
+        return AsyncSession(bind=self.async_engine, **kw)
+
+    def connection(self) -> Connection:
+        return self._new_joined(self.sync_engine)
+
+    def async_connection(self) -> AsyncConnection:
+        return AsyncConnection(
+            self.async_engine, sync_connection=self._new_joined(self.async_engine.sync_engine)
+        )
+
+    @property
+    def flavor(self) -> Flavor | None:
+        """'sync' or 'async' once the test has used the database, else None."""
+        return self._flavor
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def activate(self) -> None:
+        global _active
+        _active = self
+        self.bindings.bind_test_engines()
+
+    def close(self) -> None:
+        """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
+        global _active
+        self._closing = True
+        try:
+            if self._root is not None:
+                self._finish_root_anywhere()
+        finally:
+            for conn in list(self._joined):
+                conn._detach()
+            self.bindings.restore()
+            if _active is self:
+                _active = None
+            self.closed = True
+        if self.problems:
+            raise SandboxError(
+                "The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems)
+            )
+
+    def _finish_root_anywhere(self) -> None:
+        if self._flavor == "sync":
+            self._finish_root()
+            return
+        loop = self._loop
+        assert loop is not None and self._root is not None
+        if loop.is_closed() or loop.is_running():
+            _discard(self._root)
+            self._root = None
+            return
+        loop.run_until_complete(greenlet_spawn(self._finish_root))
+
+    def _finish_root(self) -> None:
+        root, self._root = self._root, None
+        assert root is not None and self._flavor is not None
+        self.units.clear()
+        try:
+            if root.invalidated or self._root_dead:
+                root.close()
+                return
+            if root.in_transaction():
+                root.rollback()
+            keep = self._flavor == "sync" or self._keep_async_root
+            if keep:
+                self._keeper.give(self._flavor, self._loop, root)
+            else:
+                root.close()
+        except Exception:
+            _discard(root)
+            raise
+
+    # ---- internals used by JoinedConnection and the engine events -----------------------------------
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def _next_savepoint_name(self) -> str:
+        return f"sqlsandbox_sp_{next(self._names)}"
+
+    def _new_joined(self, engine: Engine) -> JoinedConnection:
+        if self.closed:
+            raise SandboxClosedError(
+                f"The sandbox of {self.nodeid} was used after the test ended (at {call_site()}).",
+                why="a sandbox is rolled back and closed when its test ends.",
+                fix="do not keep sessions or connections from a test in module globals or in "
+                "fixtures of a wider scope.",
+            )
+        conn = JoinedConnection(self, engine)
+        self._joined.add(conn)
+        return conn
+
+    def _connect(self) -> JoinedConnection:
+        """engine.connect() of every bound engine during the test."""
+        if in_greenlet():
+            return self._new_joined(self.db.async_engine.sync_engine)
+        return self._new_joined(self.sync_engine)
+
+    def _attach(self, conn: JoinedConnection) -> PoolProxiedConnection:
+        flavor: Flavor = "async" if conn.engine.dialect.is_async else "sync"
+        if self.closed:
+            raise SandboxClosedError(
+                f"A connection opened at {conn.opened_at} was used after its test ended.",
+                fix="keep sessions and connections inside the test that made them.",
+            )
+        if self._root is None:
+            self._open_root(flavor, conn.engine)
+        elif flavor != self._flavor:
+            raise self._mixing_error(flavor)
+        else:
+            mismatch = loop_mismatch(self._loop, self._thread, call_site())
+            if mismatch is not None:
+                raise mismatch
+        assert self._root is not None
+        return self._root.connection
+
+    def _open_root(self, flavor: Flavor, engine: Engine) -> None:
+        loop = running_loop() if flavor == "async" else None
+        if flavor == "async" and not in_greenlet():
+            raise SandboxLoopError(
+                f"Sync code used the async sandbox connection directly at {call_site()}.",
+                why="an asyncio driver can only be used from SQLAlchemy's async API (AsyncSession, "
+                "AsyncConnection) or from code they run with run_sync().",
+                fix="await session.run_sync(fn) / await connection.run_sync(fn) to run sync code, "
+                "or use a sync test with db_session.",
+            )
+        if flavor == "sync":
+            self._thread = threading.get_ident()
+        root = self._keeper.take(flavor, loop)
+        if root is None:
+            root = Engine.connect(
+                engine
+            )  # the real connect: the instance's is patched during tests
+        self._root, self._flavor, self._loop = root, flavor, loop
+        self._outer = root.begin()
+
+    def _mixing_error(self, flavor: Flavor) -> SandboxError:
+        have = "an async" if self._flavor == "async" else "a sync"
+        return SandboxLoopError(
+            f"This test's sandbox runs on {have} connection, and {flavor} code tried to use it at "
+            f"{call_site()}.",
+            why="one test shares one connection; an async driver's connection cannot serve sync "
+            "code outside run_sync, and a sync one cannot serve async code.",
+            fix="in async tests use async_db_session / async_db_connection and run sync code with "
+            "await session.run_sync(fn); in sync tests use db_session / db_connection.",
+        )
+
+    def _root_invalidated(self, exception: BaseException | None) -> None:
+        self._root_dead = True
+
+    # engine events (installed once per run on the test engines)
+    def before_statement(self, conn: Connection, statement: str, context: Any) -> None:
+        if conn is self._root:
+            return
+        site = call_site
+        if is_transaction_control(statement):
+            message = (
+                f"{statement.split()[0].upper()} issued as SQL at {site(3)} would end the sandbox's "
+                "transaction."
+            )
+            self._problem(message)
+            raise SandboxEscapeError(
+                message,
+                why="the test's work lives in one outer transaction that is rolled back at the end; "
+                "a raw COMMIT would write it to the test database for good.",
+                fix="use session.commit() / connection.commit(): inside the sandbox they release a "
+                "savepoint, exactly as a commit looks to the code under test.",
+            )
+        if self._loop is not None or self._thread != threading.get_ident():
+            mismatch = loop_mismatch(self._loop, self._thread, site(3))
+            if mismatch is not None:
+                raise mismatch
+        self.statements += 1
+        unit = conn._unit if isinstance(conn, JoinedConnection) else None
+        self.units.before_statement(unit, lambda: site(4), is_write(statement, context))
+
+    def outer_ended(self, conn: Connection, verb: str) -> None:
+        if conn is not self._root or self._closing:
+            return
+        message = f"The sandbox's outer transaction was {verb} at {call_site(3)}."
+        self._problem(message)
+        if verb == "committed":
+            raise SandboxEscapeError(
+                message,
+                why="committing it would write the test's data to the test database for good.",
+                fix="commit through sessions or connections from the sandbox fixtures or bound "
+                "factories: their commit releases a savepoint.",
+            )
+
+    def describe(self) -> str:
+        where = describe_loop(self._loop) if self._flavor == "async" else "test thread"
+        return f"<Sandbox {self.nodeid} {self._flavor or 'unused'} on {where}>"
