@@ -75,9 +75,7 @@ class Settings:
 
 
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup(
-        "sqlsandbox", "real database per test run, rolled-back sandbox per test"
-    )
+    group = parser.getgroup("sqlsandbox", "real database per test run, rolled-back sandbox per test")
     for opt in OPTIONS:
         ini_type = "linelist" if opt.kind == "linelist" else "string"
         parser.addini(opt.ini, opt.help, type=ini_type, default=None)

@@ -44,16 +44,14 @@ class JoinedConnection(Connection):
     def _begin_impl(self, transaction: RootTransaction) -> None:
         name = self._sandbox._next_savepoint_name()
         unit = Unit(self, name, call_site(3), current_task())
-        self._sandbox.units.push(unit)
         self._unit = unit
         # The SAVEPOINT statement runs while the RootTransaction is still being made: without this
         # flag, executing it would autobegin another transaction, and so on forever.
         self._allow_autobegin = False
         try:
-            Connection._savepoint_impl(self, name)
+            self._sandbox.units.open(unit, lambda: Connection._savepoint_impl(self, name))
         except BaseException:
             self._unit = None
-            self._sandbox.units._remove(unit)
             raise
         finally:
             self._allow_autobegin = True
@@ -67,9 +65,7 @@ class JoinedConnection(Connection):
         unit, self._unit = self._unit, None
         if unit is None:
             return
-        self._sandbox.units.release(
-            unit, lambda: Connection._release_savepoint_impl(self, unit.savepoint)
-        )
+        self._sandbox.units.release(unit, lambda: Connection._release_savepoint_impl(self, unit.savepoint))
 
     def _rollback_impl(self) -> None:
         unit, self._unit = self._unit, None

@@ -81,16 +81,19 @@ class TestDatabase:
         return True
 
     def run(self, fn: Callable[[Connection], Any]) -> Any:
-        """Run fn in a committed transaction, through the sync driver if installed, else the async one."""
+        """Run fn on a connection of its own, in a transaction committed at the end: outside any sandbox,
+        even while a test runs (Engine.connect is called past the per-test patch)."""
         if self.has_sync_driver():
-            with self.sync_engine.begin() as conn:
+            with Engine.connect(self.sync_engine) as conn, conn.begin():
                 return fn(conn)
 
         async def via_async() -> Any:
-            async with self.async_engine.begin() as aconn:
-                result = await aconn.run_sync(fn)
-            await self.async_engine.dispose()
-            return result
+            engine = create_async_engine(drivers.async_url(self.url), poolclass=NullPool)
+            try:
+                async with engine.begin() as aconn:
+                    return await aconn.run_sync(fn)
+            finally:
+                await engine.dispose()
 
         return asyncio.run(via_async())
 
@@ -129,7 +132,5 @@ def _counts(conn: Connection, metadatas: list[MetaData]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for metadata in metadatas:
         for table in metadata.sorted_tables:
-            counts[table.fullname] = conn.execute(
-                select(func.count()).select_from(table)
-            ).scalar_one()
+            counts[table.fullname] = conn.execute(select(func.count()).select_from(table)).scalar_one()
     return counts

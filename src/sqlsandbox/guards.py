@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,7 @@ class Unit:
     wrote: bool = False
     orphaned: bool = False  # its savepoint went with an outer unit's rollback
     foreign_writes: list[str] = field(default_factory=list)
+    absorbed: list[str] = field(default_factory=list)  # units committed while nested in this one
 
     def owner_alive_elsewhere(self) -> bool:
         return self.owner is not None and not self.owner.done() and self.owner is not current_task()
@@ -142,6 +144,62 @@ class Unit:
     def describe(self) -> str:
         who = f" by task {self.owner.get_name()!r}" if self.owner is not None else ""
         return f"{self.savepoint} opened{who} at {self.site}"
+
+
+# The units held by this task and by the tasks that created it (a child task copies its creator's context):
+# a task may nest its work inside those, and waits for anyone else's.
+_held: ContextVar[tuple[Unit, ...]] = ContextVar("sqlsandbox_held_units", default=())
+
+
+class TaskLock:
+    """A lock owned by an asyncio task and re-entrant within it, usable from SQLAlchemy's sync layer.
+
+    Held from a statement's check to the end of its execution, and around opening or closing a unit,
+    so that the order of savepoints on the server is the order of the unit stack.
+    """
+
+    def __init__(self) -> None:
+        self.owner: asyncio.Task[Any] | None = None
+        self.depth = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def acquire(self) -> bool:
+        """Take the lock (waiting inside SQLAlchemy's greenlet); False when not in async code."""
+        task = current_task()
+        if task is None or not in_greenlet():
+            return False
+        if self.owner is task:
+            self.depth += 1
+            return True
+        if self.owner is not None and not self.owner.done():
+            await_only(self._wait(task))
+        self.owner, self.depth = task, 1
+        return True
+
+    async def _wait(self, task: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        while self.owner is not None and not self.owner.done():
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            await fut
+
+    def release(self) -> None:
+        if self.owner is None or self.owner is not current_task():
+            return
+        self.depth -= 1
+        if self.depth <= 0:
+            self.owner, self.depth = None, 0
+            waiters, self._waiters = self._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def reset(self) -> None:
+        self.owner, self.depth = None, 0
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
 
 class UnitStack:
@@ -153,13 +211,11 @@ class UnitStack:
         self.units: list[Unit] = []
         self._waiters: list[asyncio.Future[None]] = []
         self.waits = 0
+        self.lock = TaskLock()
 
     @property
     def top(self) -> Unit | None:
         return self.units[-1] if self.units else None
-
-    def push(self, unit: Unit) -> None:
-        self.units.append(unit)
 
     def _changed(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -170,7 +226,15 @@ class UnitStack:
     def _remove(self, unit: Unit) -> None:
         if unit in self.units:
             self.units.remove(unit)
+        held = _held.get()
+        if unit in held:
+            _held.set(tuple(u for u in held if u is not unit))
         self._changed()
+
+    def may_proceed(self, unit: Unit | None) -> bool:
+        """Whether work of `unit` (or a new unit, for None) may run now without interleaving."""
+        top = self.top
+        return top is None or top is unit or top in _held.get() or not top.owner_alive_elsewhere()
 
     def _wait_until(self, ready: Callable[[], bool], waiting: str) -> None:
         """Wait (async, inside SQLAlchemy's greenlet) while another live task holds the top unit."""
@@ -202,8 +266,7 @@ class UnitStack:
         if top.owner is not None:
             frames = top.owner.get_stack(limit=8)
             stack = "".join(
-                f"\n      {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}()"
-                for f in frames
+                f"\n      {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}()" for f in frames
             )
         return SandboxDeadlockError(
             f"{waiting} waited {self.timeout:g}s for the unit of work {top.describe()}, "
@@ -217,27 +280,65 @@ class UnitStack:
 
     # --- events from the sandbox connection -------------------------------------------------
 
-    def before_statement(self, unit: Unit | None, site_fn: Callable[[], str], write: bool) -> None:
+    def before_statement(self, unit: Unit | None, site_fn: Callable[[], str], write: bool) -> bool:
+        """Called before each statement; in async code it returns True holding the lock, which
+        after_statement() releases once the statement has run."""
+        while True:
+            self._wait_until(lambda: self.may_proceed(unit), f"A statement at {site_fn()}")
+            locked = self.lock.acquire()
+            if not locked or self.lock.depth > 1 or self.may_proceed(unit):
+                break
+            self.lock.release()  # another task pushed a unit while we waited: wait for it too
         top = self.top
-        if unit is not None and top is not None and top is not unit:
-            self._wait_until(lambda: self.top in (unit, None), f"A statement at {site_fn()}")
-            top = self.top
         if top is not None and top is not unit and write:
             top.foreign_writes.append(site_fn())
         if unit is not None and write:
             unit.wrote = True
+        return locked
+
+    def after_statement(self) -> None:
+        self.lock.release()
+
+    def open(self, unit: Unit, do_savepoint: Callable[[], None]) -> None:
+        """Wait until no other task's unit is open on top, then push and emit the SAVEPOINT as one
+        step, so the server's savepoint order is the stack's and tasks' units never interleave."""
+        while True:
+            self._wait_until(lambda: self.may_proceed(None), f"Opening {unit.describe()}")
+            locked = self.lock.acquire()
+            if not locked or self.lock.depth > 1 or self.may_proceed(None):
+                break
+            self.lock.release()
+        try:
+            self.units.append(unit)
+            try:
+                do_savepoint()
+            except BaseException:
+                self._remove(unit)
+                raise
+            _held.set((*_held.get(), unit))
+        finally:
+            if locked:
+                self.lock.release()
 
     def release(self, unit: Unit, do_release: Callable[[], None]) -> None:
         """Commit of a unit: RELEASE if on top, else defer (the savepoint stays until the outer rollback)."""
         if unit.orphaned:
             return
-        if self.top is unit:
-            try:
-                do_release()
-            finally:
+        locked = self.lock.acquire()
+        try:
+            index = self.units.index(unit) if unit in self.units else -1
+            if index > 0 and unit.wrote:
+                self.units[index - 1].absorbed.append(unit.describe())
+            if self.top is unit:
+                try:
+                    do_release()
+                finally:
+                    self._remove(unit)
+            else:
                 self._remove(unit)
-        else:
-            self._remove(unit)
+        finally:
+            if locked:
+                self.lock.release()
 
     def rollback(self, unit: Unit, do_rollback: Callable[[], None]) -> None:
         if unit.orphaned:
@@ -276,11 +377,25 @@ class UnitStack:
                 f"was open: {'; '.join(unit.foreign_writes[:3])}. Those writes would survive in "
                 "production. Close sessions before another one writes, or commit them."
             )
+        locked = self.lock.acquire()
         try:
             do_rollback()
         finally:
             self._remove(unit)
+            if locked:
+                self.lock.release()
+        if unit.absorbed:
+            raise SandboxInterleavingError(
+                f"The rollback of {unit.describe()} also discarded work that other sessions committed "
+                f"while it was open: {'; '.join(unit.absorbed[:3])}.",
+                why="on the single sandbox connection a session's transaction is a savepoint, and work "
+                "committed after it was opened is nested inside it; in production that work would "
+                "survive this rollback.",
+                fix="commit or close the test's own session before other sessions or tasks write "
+                "(e.g. await session.commit() after seeding).",
+            )
 
     def clear(self) -> None:
         self.units.clear()
+        self.lock.reset()
         self._changed()

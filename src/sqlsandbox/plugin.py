@@ -91,11 +91,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(SandboxError):
-        entry = call.excinfo.traceback[-1] if call.excinfo.traceback else None
-        where = f"\n(raised at {entry.path}:{entry.lineno + 1})" if entry is not None else ""
-        report.longrepr = f"{call.excinfo.typename}: {call.excinfo.value}{where}"
+    error = _sandbox_error(call.excinfo.value) if call.excinfo is not None else None
+    if error is not None:
+        # The message names the call site; the traceback through SQLAlchemy would only bury it.
+        report.longrepr = f"{type(error).__name__}: {error}"
     return report
+
+
+def _sandbox_error(exc: BaseException | None) -> SandboxError | None:
+    """Our error, also when SQLAlchemy wrapped it in a StatementError on the way out."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, SandboxError):
+            return exc
+        exc = getattr(exc, "orig", None) or exc.__cause__
+        seen += 1
+    return None
 
 
 # ---- fixtures -------------------------------------------------------------------------------------
@@ -108,9 +119,7 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
     Yields whether that loop outlives the test (so the connection may be kept for the next test).
     """
     runners = [
-        name
-        for name in request.fixturenames
-        if name.startswith("_") and name.endswith("_scoped_runner")
+        name for name in request.fixturenames if name.startswith("_") and name.endswith("_scoped_runner")
     ]
     for name in runners:  # pytest-asyncio: set up before us, so torn down after us
         request.getfixturevalue(name)

@@ -159,9 +159,7 @@ class PostgresProvisioner(Provisioner):
     @staticmethod
     def _mark_of(conn: Connection, name: str) -> str | bool | None:
         row = conn.execute(
-            text(
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"
-            ),
+            text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"),
             {"n": name},
         ).first()
         if row is None:
@@ -207,9 +205,7 @@ class MySQLProvisioner(Provisioner):
         if exists is None:
             return "absent"
         marked = conn.execute(
-            text(
-                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = :n AND TABLE_NAME = :t"
-            ),
+            text("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = :n AND TABLE_NAME = :t"),
             {"n": name, "t": MARKER_TABLE},
         ).first()
         return "ours" if marked else "foreign"

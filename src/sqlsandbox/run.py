@@ -89,6 +89,8 @@ def _as_metadata(spec: str) -> MetaData:
 
 def _install_guards(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", _before_cursor_execute)
+    event.listen(engine, "after_cursor_execute", _after_cursor_execute)
+    event.listen(engine, "handle_error", _handle_error)
     event.listen(engine, "commit", _on_commit)
     event.listen(engine, "rollback", _on_rollback)
 
@@ -99,6 +101,20 @@ def _before_cursor_execute(
     current = sandbox.active()
     if current is not None:
         current.before_statement(conn, statement, context)
+
+
+def _after_cursor_execute(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> None:
+    current = sandbox.active()
+    if current is not None:
+        current.after_statement(context)
+
+
+def _handle_error(context: Any) -> None:
+    current = sandbox.active()
+    if current is not None:
+        current.after_statement(context.execution_context)
 
 
 def _on_commit(conn: Connection) -> None:

@@ -64,14 +64,10 @@ class RootKeeper:
         self.async_ = None
         if kept_loop is loop and not root.invalidated:
             return root
-        _discard(
-            root
-        )  # made on another loop: it cannot be used here, nor closed politely from here
+        _discard(root)  # made on another loop: it cannot be used here, nor closed politely from here
         return None
 
-    def give(
-        self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, root: Connection
-    ) -> None:
+    def give(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, root: Connection) -> None:
         if flavor == "sync":
             if self.sync is not None:
                 _discard(self.sync)
@@ -149,9 +145,7 @@ class Sandbox:
     @property
     def sync_engine(self) -> Engine:
         """The engine sync sessions bind to: every connect() on it joins this sandbox."""
-        return (
-            self.db.sync_engine if self.db.has_sync_driver() else self.db.async_engine.sync_engine
-        )
+        return self.db.sync_engine if self.db.has_sync_driver() else self.db.async_engine.sync_engine
 
     @property
     def async_engine(self) -> AsyncEngine:
@@ -204,9 +198,7 @@ class Sandbox:
                 _active = None
             self.closed = True
         if self.problems:
-            raise SandboxError(
-                "The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems)
-            )
+            raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
 
     def _finish_root_anywhere(self) -> None:
         if self._flavor == "sync":
@@ -296,9 +288,7 @@ class Sandbox:
             self._thread = threading.get_ident()
         root = self._keeper.take(flavor, loop)
         if root is None:
-            root = Engine.connect(
-                engine
-            )  # the real connect: the instance's is patched during tests
+            root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         self._outer = root.begin()
 
@@ -318,8 +308,8 @@ class Sandbox:
 
     # engine events (installed once per run on the test engines)
     def before_statement(self, conn: Connection, statement: str, context: Any) -> None:
-        if conn is self._root:
-            return
+        if not isinstance(conn, JoinedConnection):
+            return  # the root's own BEGIN, or a connection of sqlsandbox's outside the sandbox
         site = call_site
         if is_transaction_control(statement):
             message = (
@@ -339,8 +329,14 @@ class Sandbox:
             if mismatch is not None:
                 raise mismatch
         self.statements += 1
-        unit = conn._unit if isinstance(conn, JoinedConnection) else None
-        self.units.before_statement(unit, lambda: site(4), is_write(statement, context))
+        locked = self.units.before_statement(conn._unit, lambda: site(4), is_write(statement, context))
+        if locked and context is not None:
+            context._sqlsandbox_locked = True
+
+    def after_statement(self, context: Any) -> None:
+        if context is not None and getattr(context, "_sqlsandbox_locked", False):
+            context._sqlsandbox_locked = False
+            self.units.after_statement()
 
     def outer_ended(self, conn: Connection, verb: str) -> None:
         if conn is not self._root or self._closing:

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.models import Base
+
+
+def _committed_rows(conn) -> dict[str, int]:
+    return {
+        t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+        for t in Base.metadata.sorted_tables
+    }
+
+
+@pytest.fixture(autouse=True)
+def _nothing_committed_before(request: pytest.FixtureRequest) -> None:
+    """Every sandbox test starts on a database where nothing any earlier test did was committed."""
+    if "sandbox" not in request.fixturenames:
+        return
+    sandbox = request.getfixturevalue("sandbox")
+    tables = [t.name for t in Base.metadata.sorted_tables]
+    assert sandbox.db.run(_committed_rows) == dict.fromkeys(tables, 0)
