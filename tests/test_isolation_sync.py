@@ -141,12 +141,6 @@ def test_bound_factories_are_restored_after_the_test(request: pytest.FixtureRequ
     assert "connect" in vars(app.engine)
 
 
-def test_factories_are_pristine_outside_a_sandbox() -> None:
-    assert app.SessionLocal.kw["bind"] is app.engine
-    assert "connect" not in vars(app.engine)
-    assert "connect" not in vars(app.async_engine.sync_engine)
-
-
 def test_raw_sql_commit_is_refused_and_named(sandbox, db_session: Session) -> None:
     from sqlsandbox import SandboxEscapeError
 

@@ -44,11 +44,16 @@ _SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "conte
 def call_site(skip: int = 2) -> str:
     """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
     frame: FrameType | None = sys._getframe(skip)
+    glet: Any = greenlet.getcurrent()
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_OUR_DIRS) and not any(p in filename for p in _SKIP_PARTS):
             return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
         frame = frame.f_back
+        if frame is None and glet is not None and glet.parent is not None:
+            # Inside SQLAlchemy's async bridge: the caller's coroutines are on the parent greenlet.
+            glet = glet.parent
+            frame = glet.gr_frame
     return "<unknown call site>"
 
 

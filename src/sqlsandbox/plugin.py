@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from . import config as config_mod
-from .errors import SandboxError, usage_error
+from .config import import_string
+from .errors import ConfigError, SandboxError, usage_error
 from .provision import safe_url
 from .run import Run
 from .sandbox import Sandbox
@@ -20,7 +21,15 @@ from .sandbox import Sandbox
 RUN = pytest.StashKey[Run]()
 USED = pytest.StashKey[Sandbox]()
 SANDBOX_FIXTURES = frozenset(
-    {"sandbox", "db_session", "async_db_session", "db_connection", "async_db_connection"}
+    {
+        "sandbox",
+        "db_session",
+        "async_db_session",
+        "db_connection",
+        "async_db_connection",
+        "asgi_client",
+        "grpc_server",
+    }
 )
 
 
@@ -46,7 +55,7 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Provision before the first test, so a bad setup is one message, not one error per test."""
-    wants_db = any(
+    wants_db = bool(config.stash[RUN].settings.bind) or any(
         SANDBOX_FIXTURES.intersection(getattr(item, "fixturenames", ()))
         or item.get_closest_marker("sqlsandbox")
         for item in items
@@ -161,9 +170,45 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 
 @pytest.fixture(autouse=True)
-def _sqlsandbox_marker(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("sqlsandbox") is not None:
+def _sqlsandbox_autouse(request: pytest.FixtureRequest) -> None:
+    """With sqlsandbox_bind set, every test gets a sandbox (it connects only if the test uses the
+    database), so the app's bound factories never reach their real database; else the marker opts in."""
+    run = request.config.stash[RUN]
+    if run.settings.bind or request.node.get_closest_marker("sqlsandbox") is not None:
         request.getfixturevalue("sandbox")
+
+
+@pytest.fixture
+def asgi_app(request: pytest.FixtureRequest) -> Any:
+    """The ASGI app behind asgi_client: sqlsandbox_asgi_app, or override this fixture."""
+    spec = request.config.stash[RUN].settings.asgi_app
+    if not spec:
+        raise ConfigError(
+            "asgi_client needs an app, and sqlsandbox_asgi_app is not set.",
+            fix="set sqlsandbox_asgi_app = 'package.module:app' in your pytest config, or define an "
+            "asgi_app fixture that returns the app.",
+        )
+    return import_string(spec, "sqlsandbox_asgi_app")
+
+
+@pytest.fixture
+def asgi_client(sandbox: Sandbox, asgi_app: Any) -> Iterator[Any]:
+    """An httpx.AsyncClient calling the app in the test's loop, its lifespan running, in the sandbox."""
+    from .integrations.asgi import LazyAsgiClient
+
+    client = LazyAsgiClient(asgi_app)
+    yield client
+    client.bound.close()
+
+
+@pytest.fixture
+def grpc_server(sandbox: Sandbox) -> Iterator[Any]:
+    """A grpc.aio server on 127.0.0.1 in the test's loop: add(add_fn, servicer), await stub(Stub)."""
+    from .integrations.grpc import GrpcTestServer
+
+    server = GrpcTestServer()
+    yield server
+    server.bound.close()
 
 
 @pytest.fixture

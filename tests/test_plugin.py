@@ -1,0 +1,214 @@
+"""The plugin's public contract, run as a user would run it: inner pytest runs in a temp project."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
+
+MODELS = """
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import create_engine
+
+class Base(DeclarativeBase):
+    pass
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), unique=True)
+
+engine = create_engine("sqlite:////nonexistent/dev.db")
+SessionLocal = sessionmaker(bind=engine)
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)
+    pytester.makepyfile(appmodels=MODELS)
+    pytester.makeini(
+        """
+        [pytest]
+        pythonpath = .
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+        sqlsandbox_metadata = appmodels:Base
+        sqlsandbox_bind = appmodels:SessionLocal
+        """
+    )
+    return pytester
+
+
+def test_bound_factory_joins_and_is_restored(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import appmodels
+        from appmodels import Item, SessionLocal
+
+        def test_uses_app_factory(db_session):
+            with SessionLocal() as s:
+                s.add(Item(name="a")); s.commit()
+            assert db_session.query(Item).count() == 1
+
+        def test_again_clean(db_session):
+            assert db_session.query(Item).count() == 0
+
+        def test_restored_after(request):
+            pass
+
+        def pytest_sessionfinish_check():
+            pass
+        """
+    )
+    project.makeconftest(
+        """
+        import appmodels
+        def pytest_unconfigure(config):
+            assert appmodels.SessionLocal.kw["bind"] is appmodels.engine
+            assert "connect" not in vars(appmodels.engine)
+        """
+    )
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*Every table is as the schema build left it.*"])
+
+
+def test_cli_beats_env_beats_ini(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.makepyfile(
+        """
+        def test_lock_timeout(request):
+            from sqlsandbox.plugin import RUN
+            print("TIMEOUT", request.config.stash[RUN].settings.lock_timeout)
+        """
+    )
+    with open(project.path / "tox.ini", "a") as ini:  # makeini writes tox.ini
+        ini.write("\nsqlsandbox_lock_timeout = 3\n")
+    assert "TIMEOUT 3.0" in project.runpytest("-s").stdout.str()
+    monkeypatch.setenv("SQLSANDBOX_LOCK_TIMEOUT", "4")
+    assert "TIMEOUT 4.0" in project.runpytest("-s").stdout.str()
+    assert "TIMEOUT 5.0" in project.runpytest("-s", "--sqlsandbox-lock-timeout=5").stdout.str()
+
+
+def test_bad_import_is_one_clear_message(project: pytest.Pytester) -> None:
+    project.makepyfile("def test_x(db_session): pass")
+    result = project.runpytest("-o", "sqlsandbox_metadata=appmodels:Nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*sqlsandbox_metadata entry 'appmodels:Nope'*has no attribute*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_unreachable_server_fails_with_fix(project: pytest.Pytester) -> None:
+    project.makepyfile("def test_x(db_session): pass")
+    result = project.runpytest("--sqlsandbox-url=postgresql+psycopg://u:secret@127.0.0.1:1/app")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "Could not connect to postgresql+psycopg://u:***@127.0.0.1:1/postgres" in err
+    assert "secret" not in err and "Fix: start the server" in err
+
+
+def test_raw_commit_fails_the_test_at_teardown_even_if_swallowed(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        from sqlalchemy import text
+        def test_swallows(db_session):
+            try:
+                db_session.execute(text("COMMIT"))
+            except Exception:
+                pass
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*COMMIT issued as SQL at *test_raw_commit*.py:4 in test_swallows()*"])
+
+
+def test_async_connection_from_another_loop_is_explained(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import asyncio, threading
+        from sqlalchemy import text
+
+        async def test_other_loop(async_db_session):
+            await async_db_session.execute(text("select 1"))
+            box = {}
+            def elsewhere():
+                async def use():
+                    await async_db_session.execute(text("select 2"))
+                try:
+                    asyncio.run(use())
+                except Exception as exc:
+                    box["error"] = exc
+            t = threading.Thread(target=elsewhere); t.start(); t.join()
+            raise box["error"]
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*SandboxLoopError: The sandbox's async connection was used from * at *test_async_*"
+            ".py:* in use(), but it was opened on *",
+            "Fix: drive ASGI apps with the asgi_client fixture*",
+        ]
+    )
+
+
+def test_not_our_database_is_never_touched(project: pytest.Pytester) -> None:
+    url = os.environ.get("SQLSANDBOX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/foreign")
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS test_foreign"))
+            conn.execute(text("CREATE DATABASE test_foreign"))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        project.makepyfile("def test_x(db_session): pass")
+        result = project.runpytest(f"--sqlsandbox-url={url}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*'test_foreign' already exists*was not created by sqlsandbox*"])
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS test_foreign"))
+        admin.dispose()
+
+
+def test_anyio_and_session_loop(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_anyio="""
+        import pytest
+        from sqlalchemy import text
+        from appmodels import Item
+
+        @pytest.mark.anyio
+        @pytest.mark.parametrize("anyio_backend", ["asyncio"])
+        async def test_anyio(async_db_session, anyio_backend):
+            async_db_session.add(Item(name="a"))
+            await async_db_session.commit()
+            assert (await async_db_session.execute(text("select count(*) from items"))).scalar() == 1
+        """,
+        test_session_loop="""
+        import pytest
+        from appmodels import Item
+        from sqlalchemy import select, func
+
+        pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+        async def test_one(async_db_session):
+            async_db_session.add(Item(name="a")); await async_db_session.commit()
+
+        async def test_two(async_db_session):
+            assert await async_db_session.scalar(select(func.count()).select_from(Item)) == 0
+            async_db_session.add(Item(name="a")); await async_db_session.commit()
+        """,
+    )
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
