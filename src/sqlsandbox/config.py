@@ -77,8 +77,10 @@ class Settings:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("sqlsandbox", "real database per test run, rolled-back sandbox per test")
     for opt in OPTIONS:
-        ini_type = "linelist" if opt.kind == "linelist" else "string"
-        parser.addini(opt.ini, opt.help, type=ini_type, default=None)
+        if opt.kind == "linelist":
+            parser.addini(opt.ini, opt.help, type="linelist", default=None)
+        else:
+            parser.addini(opt.ini, opt.help, type="string", default=None)
         group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]")
 
 

@@ -88,7 +88,7 @@ class JoinedConnection(Connection):
     def _detach(self) -> None:
         """Let go of the shared DBAPI connection without returning it to any pool."""
         self._dbapi_connection = None
-        self._Connection__can_reconnect = False  # type: ignore[attr-defined]
+        self._Connection__can_reconnect = False
         self._transaction = self._nested_transaction = None
 
     def invalidate(self, exception: BaseException | None = None) -> None:

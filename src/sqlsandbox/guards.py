@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 _OUR_DIRS = tuple(
-    os.path.dirname(mod.__file__)  # type: ignore[type-var]
+    os.path.dirname(str(mod.__file__))
     for mod in (sys.modules["sqlalchemy"], sys.modules[__name__.rpartition(".")[0]])
     if getattr(mod, "__file__", None)
 )
@@ -304,7 +304,7 @@ class UnitStack:
     def after_statement(self) -> None:
         self.lock.release()
 
-    def open(self, unit: Unit, do_savepoint: Callable[[], None]) -> None:
+    def open(self, unit: Unit, do_savepoint: Callable[[], object]) -> None:
         """Wait until no other task's unit is open on top, then push and emit the SAVEPOINT as one
         step, so the server's savepoint order is the stack's and tasks' units never interleave."""
         while True:

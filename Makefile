@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` and `make test`. Each installs what it needs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the reference apps' suites on the embedded SQLite default, with a short report
+	$(PY) scripts/demo.py
+
+test: $(STAMP)  ## the whole suite: the plugin's own tests and the reference apps, on every reachable database
+	$(PY) scripts/test_matrix.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples scripts benchmarks
+	$(VENV)/bin/ruff format --check src tests scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Atom: agent governance for the Atom meta-agent platform."""

@@ -1,0 +1,1 @@
+"""biomapper: a small identifier-mapping service with a database-backed mapping cache."""

@@ -1,0 +1,1 @@
+"""Services used by the mapping executor."""

@@ -1,0 +1,1 @@
+"""Database layer: cache models and session management."""

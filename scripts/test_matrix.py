@@ -1,0 +1,105 @@
+"""`make test`: lint, types, then the suite on each database, each in its own pytest run.
+
+SQLite always runs. PostgreSQL and MariaDB run when reachable at the URLs below (override with
+SQLSANDBOX_TEST_POSTGRES / SQLSANDBOX_TEST_MARIADB); with CI set, an unreachable one fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+PG = os.environ.get("SQLSANDBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/sqlsandbox")
+MARIA = os.environ.get("SQLSANDBOX_TEST_MARIADB", "mysql://root@127.0.0.1:3306/sqlsandbox")
+EXAMPLES = ["ops_core", "biomapper", "atom"]
+
+
+def driver(url: str, name: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{scheme.split('+')[0]}+{name}://{rest}"
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> int:
+    ci = bool(os.environ.get("CI"))
+    runs: list[tuple[str, str | None]] = [("sqlite (pysqlite + aiosqlite)", None)]
+    for label, url, drivers in (
+        ("postgresql", PG, ("psycopg", "asyncpg")),
+        ("mariadb", MARIA, ("pymysql", "asyncmy")),
+    ):
+        if reachable(url):
+            runs += [(f"{label}+{d}", driver(url, d)) for d in drivers]
+        elif ci:
+            print(f"FAIL: {label} is not reachable at {url}, and CI requires it.", flush=True)
+            return 1
+        else:
+            print(f"NOTE: {label} not reachable at {url}: its runs are left out (CI requires them).")
+
+    steps: list[tuple[str, list[str], Path, str | None]] = [
+        ("ruff", [PY, "-m", "ruff", "check", "src", "tests", "scripts"], ROOT, None),
+        ("mypy --strict", [PY, "-m", "mypy"], ROOT, None),
+    ]
+    for label, url in runs:
+        steps.append((f"plugin suite on {label}", [PY, "-m", "pytest", "-q", "tests"], ROOT, url))
+        for example in EXAMPLES:
+            steps.append(
+                (f"{example} on {label}", [PY, "-m", "pytest", "-q"], ROOT / "examples" / example, url)
+            )
+    # parallel workers, each with its own database
+    steps.append(("plugin suite with -n 2", [PY, "-m", "pytest", "-q", "-n", "2", "tests"], ROOT, None))
+
+    failed: list[str] = []
+    passed_total = failed_total = 0
+    for label, cmd, cwd, url in steps:
+        env = dict(os.environ)
+        env.pop("SQLSANDBOX_URL", None)
+        if url:
+            env["SQLSANDBOX_URL"] = url
+        start = time.perf_counter()
+        print(f"\n=== {label}", flush=True)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        tail = [line for line in out.splitlines() if line.strip()][-12:]
+        print("\n".join(tail if proc.returncode else tail[-3:]))
+        print(f"--- {label}: {'ok' if proc.returncode == 0 else 'FAILED'} ({time.perf_counter() - start:.1f}s)")
+        summary = _counts(out)
+        passed_total += summary[0]
+        failed_total += summary[1]
+        if proc.returncode != 0:
+            failed.append(label)
+    print("\n=== make test summary")
+    for label in failed:
+        print(f"FAILED: {label}")
+    print(f"{passed_total} passed, {failed_total} failed")
+    return 1 if failed else 0
+
+
+def _counts(output: str) -> tuple[int, int]:
+    import re
+
+    last = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    if not last:
+        return 0, 0
+    line = last[-1]
+    passed = re.search(r"(\d+) passed", line)
+    failed = re.search(r"(\d+) (failed|error)", line)
+    return int(passed.group(1)) if passed else 0, int(failed.group(1)) if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
