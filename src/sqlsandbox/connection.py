@@ -62,9 +62,16 @@ class JoinedConnection(Connection):
         return super()._savepoint_impl(name or self._sandbox._next_savepoint_name())
 
     def _commit_impl(self) -> None:
-        unit, self._unit = self._unit, None
-        if unit is None:
+        if self._unit is None:
             return
+        if self._sandbox._faults_armed:
+            try:
+                self._sandbox.faults.before_commit(self)
+            except BaseException:
+                # A failed COMMIT ends the transaction on the server, its work discarded: the same here.
+                self._rollback_impl()
+                raise
+        unit, self._unit = self._unit, None
         self._sandbox.units.release(unit, lambda: Connection._release_savepoint_impl(self, unit.savepoint))
 
     def _rollback_impl(self) -> None:

@@ -12,7 +12,6 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
@@ -24,6 +23,7 @@ from sqlalchemy.util import greenlet_spawn
 from .binding import Bindings
 from .connection import JoinedConnection
 from .errors import SandboxClosedError, SandboxError, SandboxEscapeError, SandboxLoopError
+from .faults import Faults
 from .guards import (
     UnitStack,
     call_site,
@@ -139,7 +139,8 @@ class Sandbox:
         self.closed = False
         self._root_dead = False
         self.bindings = Bindings(self)
-        self._statement_hooks: list[Callable[[Connection, str, Any, Any, bool], None]] = []
+        self.faults = Faults(self)
+        self._faults_armed = False
 
     # ---- public API -------------------------------------------------------------------------------
     @property
@@ -263,6 +264,8 @@ class Sandbox:
                 f"A connection opened at {conn.opened_at} was used after its test ended.",
                 fix="keep sessions and connections inside the test that made them.",
             )
+        if self._root is not None and (self._root_dead or self._root.invalidated):
+            self._replace_dead_root()
         if self._root is None:
             self._open_root(flavor, conn.engine)
         elif flavor != self._flavor:
@@ -291,6 +294,18 @@ class Sandbox:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         self._outer = root.begin()
+
+    def _replace_dead_root(self) -> None:
+        """After a disconnect (a fault, or the server went away) start over on a fresh connection: the
+        work of this test so far went with the old one, as it would on a real server."""
+        root, self._root = self._root, None
+        assert root is not None
+        self.units.clear()
+        for conn in list(self._joined):
+            if conn._dbapi_connection is not None:
+                conn._detach()
+        _discard(root)
+        self._root_dead = False
 
     def _mixing_error(self, flavor: Flavor) -> SandboxError:
         have = "an async" if self._flavor == "async" else "a sync"
@@ -332,6 +347,13 @@ class Sandbox:
         locked = self.units.before_statement(conn._unit, lambda: site(4), is_write(statement, context))
         if locked and context is not None:
             context._sqlsandbox_locked = True
+
+    def rewrite_statement(
+        self, conn: Connection, cursor: Any, statement: str, parameters: Any
+    ) -> tuple[str, Any]:
+        if self._faults_armed and isinstance(conn, JoinedConnection):
+            return self.faults.before_statement(conn, cursor, statement, parameters)
+        return statement, parameters
 
     def after_statement(self, context: Any) -> None:
         if context is not None and getattr(context, "_sqlsandbox_locked", False):
