@@ -78,7 +78,7 @@ def dbapi_error(
     if not (isinstance(cls, type) and issubclass(cls, sa_exc.DBAPIError)):
         raise TypeError(f"dbapi_error() takes a sqlalchemy.exc.DBAPIError subclass, not {cls!r}")
     driver_error = orig if orig is not None else SimulatedDriverError(message)
-    return cls(statement, params, driver_error, connection_invalidated=connection_invalidated)  # type: ignore[arg-type]
+    return cls(statement, params, driver_error, connection_invalidated=connection_invalidated)
 
 
 @dataclass
@@ -214,7 +214,8 @@ class Faults:
             return False
         raw = cursor if cursor is not None else conn.connection.cursor()
         raw.execute("SELECT pg_backend_pid()" if family == "postgresql" else "SELECT CONNECTION_ID()")
-        backend = raw.fetchone()[0]
+        row: Any = raw.fetchone()
+        backend = row[0]
         kill = f"KILL {int(backend)}"
         if family == "postgresql":
             kill = f"SELECT pg_terminate_backend({int(backend)})"
