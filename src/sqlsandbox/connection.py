@@ -30,6 +30,7 @@ class JoinedConnection(Connection):
         self._dbapi_connection = None  # attached on first use, in the caller's loop
         self._sandbox = sandbox
         self._unit: Unit | None = None
+        self._internal = False  # sqlsandbox's own reads: not recorded in sandbox.queries
         self.opened_at = call_site(3)
 
     # -- attach lazily: an async driver connection must be made inside the test's own loop ----------

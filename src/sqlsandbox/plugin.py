@@ -155,6 +155,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
             request.node.nodeid,
             lock_timeout=run.settings.lock_timeout,
             keep_async_root=loop_outlives_test,
+            metadatas=run.metadatas,
         )
         box.activate()
         try:

@@ -118,13 +118,13 @@ def _after_cursor_execute(
 ) -> None:
     current = sandbox.active()
     if current is not None:
-        current.after_statement(context)
+        current.after_statement(conn, statement, parameters, context, many)
 
 
 def _handle_error(context: Any) -> None:
     current = sandbox.active()
     if current is not None:
-        current.after_statement(context.execution_context)
+        current.statement_failed(context.execution_context)
 
 
 def _on_commit(conn: Connection) -> None:

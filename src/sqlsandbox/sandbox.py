@@ -12,8 +12,10 @@ import itertools
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
@@ -34,6 +36,7 @@ from .guards import (
     loop_mismatch,
     running_loop,
 )
+from .queries import ChangeTracker, Queries
 
 if TYPE_CHECKING:
     from .database import TestDatabase
@@ -119,6 +122,7 @@ class Sandbox:
         *,
         lock_timeout: float = 10.0,
         keep_async_root: bool = False,
+        metadatas: Iterable[MetaData] = (),
     ) -> None:
         self.db = db
         self.nodeid = nodeid
@@ -141,6 +145,8 @@ class Sandbox:
         self.bindings = Bindings(self)
         self.faults = Faults(self)
         self._faults_armed = False
+        self.queries = Queries()
+        self._metadatas = list(metadatas)
 
     # ---- public API -------------------------------------------------------------------------------
     @property
@@ -172,6 +178,17 @@ class Sandbox:
         return AsyncConnection(
             self.async_engine, sync_connection=self._new_joined(self.async_engine.sync_engine)
         )
+
+    def changes(self) -> ChangeTracker:
+        """`with sandbox.changes() as changes:` (or `async with`): the rows the block inserted, updated
+        and deleted, per table of the configured metadata."""
+        return ChangeTracker(self, self._metadatas)
+
+    def _internal_connection(self, flavor: Flavor) -> JoinedConnection:
+        engine = self.async_engine.sync_engine if flavor == "async" else self.sync_engine
+        conn = self._new_joined(engine)
+        conn._internal = True
+        return conn
 
     @property
     def flavor(self) -> Flavor | None:
@@ -345,8 +362,9 @@ class Sandbox:
                 raise mismatch
         self.statements += 1
         locked = self.units.before_statement(conn._unit, lambda: site(4), is_write(statement, context))
-        if locked and context is not None:
-            context._sqlsandbox_locked = True
+        if context is not None:
+            context._sqlsandbox_locked = locked
+            context._sqlsandbox_started = time.perf_counter()
 
     def rewrite_statement(
         self, conn: Connection, cursor: Any, statement: str, parameters: Any
@@ -355,7 +373,19 @@ class Sandbox:
             return self.faults.before_statement(conn, cursor, statement, parameters)
         return statement, parameters
 
-    def after_statement(self, context: Any) -> None:
+    def after_statement(
+        self, conn: Connection, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        if context is None:
+            return
+        if getattr(context, "_sqlsandbox_locked", False):
+            context._sqlsandbox_locked = False
+            self.units.after_statement()
+        started = getattr(context, "_sqlsandbox_started", None)
+        if started is not None and not getattr(conn, "_internal", False):
+            self.queries.record(statement, parameters, started, many)
+
+    def statement_failed(self, context: Any) -> None:
         if context is not None and getattr(context, "_sqlsandbox_locked", False):
             context._sqlsandbox_locked = False
             self.units.after_statement()
