@@ -157,6 +157,7 @@ def test_async_connection_from_another_loop_is_explained(project: pytest.Pyteste
     )
 
 
+@pytest.mark.sqlsandbox_allow_any_database
 def test_not_our_database_is_never_touched(project: pytest.Pytester) -> None:
     url = os.environ.get("SQLSANDBOX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/foreign")
     from sqlalchemy import create_engine, text
@@ -212,3 +213,39 @@ def test_anyio_and_session_loop(project: pytest.Pytester) -> None:
     )
     result = project.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=3)
+
+
+def test_connections_elsewhere_are_blocked_with_the_test_and_url(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+        from sqlalchemy import create_engine, text
+
+        def test_dev_db_without_sandbox():
+            engine = create_engine("postgresql+psycopg://app:s3cret@db.internal:5432/prod")
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+
+        def test_app_engine_created_during_test(db_session):
+            engine = create_engine("sqlite:///dev.db")
+            engine.connect()
+
+        @pytest.mark.sqlsandbox_allow_any_database
+        def test_opted_out(tmp_path):
+            engine = create_engine(f"sqlite:///{tmp_path}/other.db")
+            with engine.connect() as conn:
+                assert conn.execute(text("select 1")).scalar() == 1
+        """
+    )
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=2, passed=1)
+    out = result.stdout.str()
+    assert (
+        "test_dev_db_without_sandbox tried to connect to postgresql+psycopg://app:***@db.internal:5432/prod"
+        in (out)
+    )
+    assert "s3cret" not in out
+    result.stdout.fnmatch_lines(
+        ["*test_app_engine_created_during_test tried to connect to sqlite:///*/dev.db*"]
+    )
+    assert not (project.path / "dev.db").exists()

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from . import blocker
 from . import config as config_mod
 from .config import import_string
 from .errors import ConfigError, SandboxError, usage_error
@@ -43,12 +44,38 @@ def pytest_configure(config: pytest.Config) -> None:
         "sqlsandbox: give this test a sandbox (as if it asked for the sandbox fixture), so the "
         "application's bound engines and session factories work in it.",
     )
+    config.addinivalue_line(
+        "markers",
+        "sqlsandbox_allow_any_database: let this test connect to databases other than the test "
+        "database (sqlsandbox blocks that by default).",
+    )
     try:
         settings = config_mod.load_settings(config)
     except SandboxError as exc:
         raise usage_error(exc) from None
     worker = getattr(config, "workerinput", {}).get("workerid", "")
-    config.stash[RUN] = Run(settings, worker)
+    run = Run(settings, worker)
+    config.stash[RUN] = run
+    blocker.push(run.blocker)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        blocker.pop(run.blocker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    run = item.config.stash.get(RUN, None)
+    if run is None:
+        return (yield)
+    unblocked = item.get_closest_marker("sqlsandbox_allow_any_database") is not None
+    run.blocker.current_test = None if unblocked else item.nodeid
+    try:
+        return (yield)
+    finally:
+        run.blocker.current_test = None
 
 
 def pytest_collection_modifyitems(

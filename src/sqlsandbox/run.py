@@ -9,6 +9,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, Engine
 
 from . import provision, sandbox
+from .blocker import Blocker
 from .config import Settings, import_string
 from .database import TestDatabase
 from .errors import ConfigError, SandboxError
@@ -29,6 +30,7 @@ class Run:
         self.statements = 0
         self.problems = 0
         self.leftovers: dict[str, tuple[int, int]] = {}
+        self.blocker = Blocker()
 
     @property
     def started(self) -> bool:
@@ -54,6 +56,7 @@ class Run:
         suffix = f"_{self.worker}" if self.worker else ""
         name = provision.test_database_name(self.server_url, suffix)
         db = TestDatabase(self.server_url, name)
+        self.blocker.allow_database(str(db.url.database))
         try:
             db.build_schema(self.metadatas)
             db.add_engine_setup(_install_guards)
