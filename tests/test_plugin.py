@@ -249,3 +249,66 @@ def test_connections_elsewhere_are_blocked_with_the_test_and_url(project: pytest
         ["*test_app_engine_created_during_test tried to connect to sqlite:///*/dev.db*"]
     )
     assert not (project.path / "dev.db").exists()
+
+
+MODELS_SPLIT = {
+    "shop/__init__.py": "",
+    "shop/base.py": "from sqlalchemy.orm import DeclarativeBase\nclass Base(DeclarativeBase):\n    pass\n",
+    "shop/saas.py": """
+from sqlalchemy import ForeignKey
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from shop.base import Base
+
+class UsageEvent(Base):
+    __tablename__ = "saas_usage_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    subscription = relationship("Subscription")
+""",
+    "shop/ecommerce.py": """
+from sqlalchemy.orm import Mapped, mapped_column
+from shop.base import Base
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+""",
+}
+
+
+def test_mapper_error_names_relationship_registry_and_unimported_module(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)
+    for path, text in MODELS_SPLIT.items():
+        (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / path).write_text(text)
+    pytester.makeini("[pytest]\npythonpath = .\nsqlsandbox_metadata = shop.saas:Base\n")
+    pytester.makepyfile(test_a="def test_one(db_session): pass\ndef test_two(db_session): pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "Relationship shop.saas.UsageEvent.subscription names 'Subscription'" in err
+    assert "Registry searched: the one of shop.base.Base" in err
+    assert "Modules defining 'Subscription' that were never imported: shop.ecommerce." in err
+    assert "Fix: import shop.ecommerce before the mappers are configured" in err
+    assert err.count("Relationship") == 1 and "Traceback" not in err  # once, before any test
+
+
+def test_mapper_error_in_a_second_registry(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)
+    files = dict(MODELS_SPLIT)
+    files["shop/ecommerce.py"] = files["shop/ecommerce.py"].replace(
+        "from shop.base import Base",
+        "from sqlalchemy.orm import DeclarativeBase\nclass Base(DeclarativeBase):\n    pass",
+    )
+    files["shop/all.py"] = "import shop.saas, shop.ecommerce\nfrom shop.base import Base\n"
+    for path, text in files.items():
+        (pytester.path / path).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / path).write_text(text)
+    pytester.makeini("[pytest]\npythonpath = .\nsqlsandbox_metadata = shop.all:Base\n")
+    pytester.makepyfile(test_a="def test_one(db_session): pass\n")
+    result = pytester.runpytest_subprocess()
+    err = result.stderr.str()
+    assert "A class 'Subscription' is mapped in another registry: shop.ecommerce.Subscription" in err
+    assert "Fix: map 'Subscription' on the same declarative base as shop.saas.UsageEvent" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SandboxError as exc:
         raise usage_error(exc) from None
     worker = getattr(config, "workerinput", {}).get("workerid", "")
-    run = Run(settings, worker)
+    run = Run(settings, worker, Path(str(config.rootpath)))
     config.stash[RUN] = run
     blocker.push(run.blocker)
 

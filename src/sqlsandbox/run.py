@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, event
@@ -17,8 +18,9 @@ from .mappers import check_mappers
 
 
 class Run:
-    def __init__(self, settings: Settings, worker: str = "") -> None:
+    def __init__(self, settings: Settings, worker: str = "", rootdir: Path | None = None) -> None:
         self.settings = settings
+        self.rootdir = rootdir
         self.worker = worker
         self.server_url = provision.parse_url(settings.url)
         self.keeper = sandbox.RootKeeper()
@@ -51,7 +53,7 @@ class Run:
 
     def _start(self) -> TestDatabase:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
-        check_mappers()
+        check_mappers(self.rootdir)
         self.bound = [import_string(spec, "sqlsandbox_bind") for spec in self.settings.bind]
         suffix = f"_{self.worker}" if self.worker else ""
         name = provision.test_database_name(self.server_url, suffix)
