@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,10 +113,27 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     where = safe_url(run.server_url) if run.settings.url else "embedded SQLite"
     tr.write_sep("-", "sqlsandbox")
+    blocked = len(run.blocker.blocked)
+    overheads = [o for _, _, o in run.per_test]
+    median = f"{statistics.median(overheads) * 1000:.2f} ms" if overheads else "n/a"
     tr.write_line(
         f"{run.tests_with_db} test(s) used the database ({where}); {run.statements} statement(s); "
-        f"{run.problems} sandbox problem(s) caught."
+        f"{run.problems} sandbox problem(s) and {blocked} blocked connection(s) caught; "
+        f"sandbox overhead per test {median} (median)."
     )
+    if config.option.verbose > 0:
+        top = sorted(run.per_test, key=lambda t: t[1], reverse=True)[:10]
+        if top:
+            tr.write_line("Most statements:")
+            for nodeid, count, overhead in top:
+                tr.write_line(f"  {count:6d}  {nodeid}  (sandbox {overhead * 1000:.2f} ms)")
+        if overheads:
+            p90 = sorted(overheads)[int(0.9 * (len(overheads) - 1))] * 1000
+            tr.write_line(
+                f"Sandbox overhead: median {median}, p90 {p90:.2f} ms, max {max(overheads) * 1000:.2f} ms"
+            )
+        for line in run.blocker.blocked[:10]:
+            tr.write_line(f"Blocked: {line}")
     if run.leftovers:
         for table, (before, now) in sorted(run.leftovers.items()):
             tr.write_line(
@@ -176,6 +195,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     back at the end, shared by every session and connection the test and the app open."""
     run = request.config.stash[RUN]
     db = run.database()
+    started = time.perf_counter()
     with _hold_event_loop(request) as loop_outlives_test:
         box = Sandbox(
             db,
@@ -190,12 +210,20 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
             for obj in run.bound:
                 box.bind(obj)
             request.node.stash[USED] = box
+            setup = time.perf_counter() - started
             yield box
         finally:
-            run.tests_with_db += 1
-            run.statements += box.statements
-            run.problems += len(box.problems)
-            box.close()
+            teardown_started = time.perf_counter()
+            try:
+                box.close()
+            finally:
+                overhead = setup + time.perf_counter() - teardown_started
+                used = box.flavor is not None
+                run.tests_with_db += used
+                run.statements += box.statements
+                run.problems += len(box.problems)
+                if used:
+                    run.per_test.append((request.node.nodeid, box.statements, overhead))
 
 
 @pytest.fixture(autouse=True)

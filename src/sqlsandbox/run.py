@@ -31,6 +31,8 @@ class Run:
         self.tests_with_db = 0
         self.statements = 0
         self.problems = 0
+        # per test: (nodeid, statements, sandbox set-up + tear-down seconds), for the report
+        self.per_test: list[tuple[str, int, float]] = []
         self.leftovers: dict[str, tuple[int, int]] = {}
         self.blocker = Blocker()
 
