@@ -27,7 +27,9 @@ def _sqlite_recipe(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # The sandbox's own connection is the only one in use: it takes the write lock up front.
+        # Other connections (committed mode) begin as the app's would, deferred.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
 
 
 class TestDatabase:
@@ -106,6 +108,32 @@ class TestDatabase:
             return _counts(conn, metas)
 
         self.baseline = self.run(create)
+
+    def clean_tables(self, names: list[str]) -> None:
+        """Empty these tables and restart their identity sequences (committed-mode clean-up)."""
+        family = self.family
+
+        def clean(conn: Connection) -> None:
+            quote = conn.dialect.identifier_preparer.quote
+            if family == "postgresql":
+                conn.exec_driver_sql(f"TRUNCATE {', '.join(quote(n) for n in names)} RESTART IDENTITY CASCADE")
+            elif family == "mysql":
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+                for name in names:
+                    conn.exec_driver_sql(f"TRUNCATE TABLE {quote(name)}")
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+            else:
+                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+                for name in names:
+                    conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+                has_seq = conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+                ).first()
+                if has_seq:
+                    for name in names:
+                        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+
+        self.run(clean)
 
     def leftovers(self, metadatas: Iterable[MetaData]) -> dict[str, tuple[int, int]]:
         """Tables whose row count differs from the one the schema build left: {table: (before, now)}."""

@@ -130,6 +130,19 @@ def is_write(statement: str, context: Any) -> bool:
     return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
 
 
+_WRITTEN_TABLE = re.compile(r"^\s*(?:INSERT\s+(?:IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM)\s+[`\"\[]?(\w+)", re.I)
+
+
+def tables_written(statement: str, context: Any) -> set[str]:
+    compiled = getattr(context, "compiled", None)
+    table = getattr(getattr(compiled, "statement", None), "table", None)
+    name = getattr(table, "name", None)
+    if isinstance(name, str):
+        return {name}
+    found = _WRITTEN_TABLE.match(statement)
+    return {found.group(1)} if found else set()
+
+
 @dataclass(eq=False)
 class Unit:
     """One unit of work: a connection's transaction, held as a SAVEPOINT on the sandbox connection."""

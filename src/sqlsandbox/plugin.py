@@ -44,8 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "sqlsandbox: give this test a sandbox (as if it asked for the sandbox fixture), so the "
-        "application's bound engines and session factories work in it.",
+        "sqlsandbox(committed=False): give this test a sandbox (as if it asked for the sandbox "
+        "fixture), so the application's bound engines and session factories work in it. "
+        "committed=True: work commits for real (other threads, processes, servers can see it) and the "
+        "tables the test wrote to are emptied afterwards.",
     )
     config.addinivalue_line(
         "markers",
@@ -102,7 +104,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     run.finish()
-    if run.leftovers and session.exitstatus == 0:
+    if (run.leftovers or run.finish_error) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -134,6 +136,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             )
         for line in run.blocker.blocked[:10]:
             tr.write_line(f"Blocked: {line}")
+    if run.finish_error:
+        tr.write_line(f"The end-of-run check failed: {run.finish_error}", red=True)
     if run.leftovers:
         for table, (before, now) in sorted(run.leftovers.items()):
             tr.write_line(
@@ -196,6 +200,8 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     run = request.config.stash[RUN]
     db = run.database()
     started = time.perf_counter()
+    marker = request.node.get_closest_marker("sqlsandbox")
+    committed = bool(marker.kwargs.get("committed", False)) if marker is not None else False
     with _hold_event_loop(request) as loop_outlives_test:
         box = Sandbox(
             db,
@@ -204,6 +210,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
             lock_timeout=run.settings.lock_timeout,
             keep_async_root=loop_outlives_test,
             metadatas=run.metadatas,
+            committed=committed,
         )
         box.activate()
         try:

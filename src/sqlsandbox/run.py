@@ -35,6 +35,7 @@ class Run:
         self.per_test: list[tuple[str, int, float]] = []
         self.leftovers: dict[str, tuple[int, int]] = {}
         self.blocker = Blocker()
+        self.finish_error: str | None = None
 
     @property
     def started(self) -> bool:
@@ -76,6 +77,8 @@ class Run:
             self.keeper.close()
             if self.metadatas:
                 self.leftovers = self._db.leftovers(self.metadatas)
+        except Exception as exc:  # the end-of-run check must not hide the run's own report
+            self.finish_error = f"{type(exc).__name__}: {exc}"
         finally:
             if not os.environ.get("SQLSANDBOX_KEEP_DB"):
                 self._db.drop()

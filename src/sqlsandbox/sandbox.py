@@ -35,6 +35,7 @@ from .guards import (
     is_write,
     loop_mismatch,
     running_loop,
+    tables_written,
 )
 from .queries import ChangeTracker, Queries
 
@@ -123,6 +124,7 @@ class Sandbox:
         lock_timeout: float = 10.0,
         keep_async_root: bool = False,
         metadatas: Iterable[MetaData] = (),
+        committed: bool = False,
     ) -> None:
         self.db = db
         self.nodeid = nodeid
@@ -146,6 +148,9 @@ class Sandbox:
         self.faults = Faults(self)
         self._faults_armed = False
         self.queries = Queries()
+        self.committed = committed
+        self.touched: set[str] = set()  # committed mode: tables written, cleaned after the test
+        self._real: list[tuple[asyncio.AbstractEventLoop | None, weakref.ref[Connection]]] = []
         self._metadatas = list(metadatas)
 
     # ---- public API -------------------------------------------------------------------------------
@@ -172,9 +177,13 @@ class Sandbox:
         return AsyncSession(bind=self.async_engine, **kw)
 
     def connection(self) -> Connection:
+        if self.committed:
+            return self._real_connection(self.sync_engine)
         return self._new_joined(self.sync_engine)
 
     def async_connection(self) -> AsyncConnection:
+        if self.committed:
+            return AsyncConnection(self.async_engine)
         return AsyncConnection(
             self.async_engine, sync_connection=self._new_joined(self.async_engine.sync_engine)
         )
@@ -206,7 +215,10 @@ class Sandbox:
         global _active
         self._closing = True
         try:
-            if self._root is not None:
+            if self.committed:
+                self._close_real_connections()
+                self._clean_touched_tables()
+            elif self._root is not None:
                 self._finish_root_anywhere()
         finally:
             for conn in list(self._joined):
@@ -268,8 +280,13 @@ class Sandbox:
         self._joined.add(conn)
         return conn
 
-    def _connect(self) -> JoinedConnection:
+    def _connect(self) -> Connection:
         """engine.connect() of every bound engine during the test."""
+        if self.committed:  # a real connection of its own to the test database, committing for real
+            self._flavor = self._flavor or ("async" if in_greenlet() else "sync")
+            return self._real_connection(
+                self.db.async_engine.sync_engine if in_greenlet() else self.sync_engine
+            )
         if in_greenlet():
             return self._new_joined(self.db.async_engine.sync_engine)
         return self._new_joined(self.sync_engine)
@@ -310,7 +327,34 @@ class Sandbox:
         if root is None:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
+        root._sqlsandbox_root = True  # type: ignore[attr-defined]
         self._outer = root.begin()
+
+    def _real_connection(self, engine: Engine) -> Connection:
+        conn = Engine.connect(engine)
+        self._real.append((running_loop() if engine.dialect.is_async else None, weakref.ref(conn)))
+        return conn
+
+    def _close_real_connections(self) -> None:
+        """Committed mode: end what the test left open (a fixture session's transaction holds locks)."""
+        for loop, ref in self._real:
+            conn = ref()
+            if conn is None or conn.closed:
+                continue
+            if loop is None:
+                conn.close()
+            elif not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(greenlet_spawn(conn.close))
+            else:
+                _discard(conn)
+        self._real.clear()
+
+    def _clean_touched_tables(self) -> None:
+        """Committed mode: empty the tables the test wrote to (and restart their sequences)."""
+        names = {t.name for m in self._metadatas for t in m.tables.values()}
+        touched = sorted(t for t in self.touched if t in names)
+        if touched:
+            self.db.clean_tables(touched)
 
     def _replace_dead_root(self) -> None:
         """After a disconnect (a fault, or the server went away) start over on a fresh connection: the
@@ -340,6 +384,13 @@ class Sandbox:
 
     # engine events (installed once per run on the test engines)
     def before_statement(self, conn: Connection, statement: str, context: Any) -> None:
+        if self.committed:
+            self.statements += 1
+            if is_write(statement, context):
+                self.touched.update(tables_written(statement, context))
+            if context is not None:
+                context._sqlsandbox_started = time.perf_counter()
+            return
         if not isinstance(conn, JoinedConnection):
             return  # the root's own BEGIN, or a connection of sqlsandbox's outside the sandbox
         site = call_site
