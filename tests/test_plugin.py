@@ -158,15 +158,18 @@ def test_async_connection_from_another_loop_is_explained(project: pytest.Pyteste
 
 
 @pytest.mark.sqlsandbox_allow_any_database
-def test_not_our_database_is_never_touched(project: pytest.Pytester) -> None:
+def test_killed_runs_are_cleaned_and_foreign_databases_never_touched(project: pytest.Pytester) -> None:
     url = os.environ.get("SQLSANDBOX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/foreign")
     from sqlalchemy import create_engine, text
 
     admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    dead = "sqlsandbox: created by pid 999999 on " + __import__("socket").gethostname() + " at 0"
     try:
         with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS test_foreign"))
-            conn.execute(text("CREATE DATABASE test_foreign"))
+            for name in ("test_foreign_theirs", "test_foreign_killed"):
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+                conn.execute(text(f"CREATE DATABASE {name}"))
+            conn.execute(text(f"COMMENT ON DATABASE test_foreign_killed IS '{dead}'"))
     except Exception as exc:  # pragma: no cover - depends on the machine
         if os.environ.get("CI"):
             raise
@@ -174,11 +177,16 @@ def test_not_our_database_is_never_touched(project: pytest.Pytester) -> None:
     try:
         project.makepyfile("def test_x(db_session): pass")
         result = project.runpytest(f"--sqlsandbox-url={url}")
-        assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines(["*'test_foreign' already exists*was not created by sqlsandbox*"])
+        result.assert_outcomes(passed=1)
+        with admin.connect() as conn:
+            names = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
+        assert "test_foreign_theirs" in names  # no mark of ours: never touched
+        assert "test_foreign_killed" not in names  # ours, from a dead process: removed
+        assert not any(n.startswith("test_foreign_") and n != "test_foreign_theirs" for n in names)
     finally:
         with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS test_foreign"))
+            conn.execute(text("DROP DATABASE IF EXISTS test_foreign_theirs"))
+            conn.execute(text("DROP DATABASE IF EXISTS test_foreign_killed"))
         admin.dispose()
 
 

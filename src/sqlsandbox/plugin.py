@@ -58,8 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = config_mod.load_settings(config)
     except SandboxError as exc:
         raise usage_error(exc) from None
-    worker = getattr(config, "workerinput", {}).get("workerid", "")
-    run = Run(settings, worker, Path(str(config.rootpath)))
+    workerinput = getattr(config, "workerinput", {})  # pytest-xdist: one database per worker
+    worker = workerinput.get("workerid", "")
+    run_id = str(workerinput.get("testrunuid", ""))[:8]
+    run = Run(settings, worker, Path(str(config.rootpath)), run_id)
     config.stash[RUN] = run
     blocker.push(run.blocker)
 

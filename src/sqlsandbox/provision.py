@@ -50,16 +50,43 @@ def parse_url(raw: str | None) -> URL:
         ) from None
 
 
-def test_database_name(url: URL, suffix: str = "") -> str:
+def base_name(url: URL) -> str:
     base = url.database or "sqlsandbox"
     if drivers.family(url) == "sqlite":
         base = Path(base).stem if base != ":memory:" else "sqlsandbox"
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"test_{base}")[:40]
+
+
+def test_database_name(url: URL, suffix: str = "") -> str:
+    """test_<name>_<run id>[_<xdist worker>]: unique per run, so concurrent runs, nested pytest runs and
+    CI shards never share (or drop) each other's database."""
+    base = base_name(url)
     name = re.sub(r"[^A-Za-z0-9_]", "_", f"test_{base}{suffix}")
     return name[:63]
 
 
 def _mark_text() -> str:
     return f"{MARK}: created by pid {os.getpid()} on {socket.gethostname()} at {time.time():.0f}"
+
+
+_MARK_RE = re.compile(rf"^{MARK}: created by pid (\d+) on (\S+) at")
+
+
+def is_stale(mark: str | None) -> bool:
+    """A database of ours whose run is gone: made on this host by a process that no longer exists."""
+    found = _MARK_RE.match(mark or "")
+    if found is None or found.group(2) != socket.gethostname():
+        return False
+    pid = int(found.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
@@ -112,6 +139,7 @@ class Provisioner:
 
     def __init__(self, server_url: URL) -> None:
         self.server_url = server_url
+        self.removed_stale: list[str] = []  # databases of killed runs removed while provisioning
 
     def create(self, name: str) -> URL:
         raise NotImplementedError
@@ -168,6 +196,17 @@ class PostgresProvisioner(Provisioner):
 
     def create(self, name: str) -> URL:
         def work(conn: Connection) -> None:
+            rows = conn.execute(
+                text(
+                    "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                    "WHERE datname LIKE :prefix"
+                ),
+                {"prefix": base_name(self.server_url) + "%"},
+            ).all()
+            for other, other_mark in rows:
+                if other != name and is_stale(other_mark):
+                    conn.exec_driver_sql(f'DROP DATABASE "{other}" WITH (FORCE)')
+                    self.removed_stale.append(other)
             mark = self._mark_of(conn, name)
             if mark is not False:
                 if not (isinstance(mark, str) and mark.startswith(MARK)):
@@ -212,6 +251,16 @@ class MySQLProvisioner(Provisioner):
 
     def create(self, name: str) -> URL:
         def work(conn: Connection) -> None:
+            others = conn.execute(
+                text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
+                {"p": base_name(self.server_url) + "%"},
+            ).scalars()
+            for other in list(others):
+                if other != name and self._state(conn, other) == "ours":
+                    note = conn.exec_driver_sql(f"SELECT note FROM `{other}`.`{MARKER_TABLE}`").scalar()
+                    if is_stale(note):
+                        conn.exec_driver_sql(f"DROP DATABASE `{other}`")
+                        self.removed_stale.append(other)
             state = self._state(conn, name)
             if state == "foreign":
                 raise _not_ours(name, self.server_url)
@@ -244,6 +293,13 @@ class SQLiteProvisioner(Provisioner):
     family = "sqlite"
 
     def create(self, name: str) -> URL:
+        for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
+            try:
+                if is_stale(marker.read_text()):
+                    shutil.rmtree(marker.parent, ignore_errors=True)
+                    self.removed_stale.append(str(marker.parent))
+            except OSError:
+                continue
         folder = tempfile.mkdtemp(prefix=f"{MARK}-")
         Path(folder, MARKER_TABLE).write_text(_mark_text())
         return self.server_url.set(database=str(Path(folder, f"{name}.db")))

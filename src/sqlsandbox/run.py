@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ from .mappers import check_mappers
 
 
 class Run:
-    def __init__(self, settings: Settings, worker: str = "", rootdir: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, worker: str = "", rootdir: Path | None = None, run_id: str = ""
+    ) -> None:
         self.settings = settings
+        self.run_id = run_id or uuid.uuid4().hex[:8]
         self.rootdir = rootdir
         self.worker = worker
         self.server_url = provision.parse_url(settings.url)
@@ -58,7 +62,7 @@ class Run:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
         check_mappers(self.rootdir)
         self.bound = [import_string(spec, "sqlsandbox_bind") for spec in self.settings.bind]
-        suffix = f"_{self.worker}" if self.worker else ""
+        suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
         name = provision.test_database_name(self.server_url, suffix)
         db = TestDatabase(self.server_url, name)
         self.blocker.allow_database(str(db.url.database))
@@ -134,7 +138,7 @@ def _after_cursor_execute(
 def _handle_error(context: Any) -> None:
     current = sandbox.active()
     if current is not None:
-        current.statement_failed(context.execution_context)
+        current.statement_failed(context.connection, context.execution_context)
 
 
 def _on_commit(conn: Connection) -> None:

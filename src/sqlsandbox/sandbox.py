@@ -436,7 +436,10 @@ class Sandbox:
         if started is not None and not getattr(conn, "_internal", False):
             self.queries.record(statement, parameters, started, many)
 
-    def statement_failed(self, context: Any) -> None:
+    def statement_failed(self, conn: Connection | None, context: Any) -> None:
+        unit = conn._unit if isinstance(conn, JoinedConnection) else None
+        if unit is not None:
+            unit.wrote = True  # a failed statement may leave the transaction aborted: only a rollback heals it
         if context is not None and getattr(context, "_sqlsandbox_locked", False):
             context._sqlsandbox_locked = False
             self.units.after_statement()
