@@ -145,3 +145,16 @@ async def test_raw_commit_is_refused(sandbox, async_db_session: AsyncSession) ->
         await async_db_session.execute(text("COMMIT"))
     assert sandbox.problems
     sandbox.problems.clear()
+
+
+async def test_expired_attribute_after_commit_is_explained(async_db_session: AsyncSession) -> None:
+    from sqlsandbox import SandboxLoopError
+
+    owner = Owner(name="ann")
+    async_db_session.add(owner)
+    await async_db_session.commit()
+    with pytest.raises(SandboxLoopError, match=r"from sync code at .*test_isolation_async.py:\d+") as raised:
+        _ = owner.name  # expired by commit: a lazy load with sync IO
+    assert "expire_on_commit=False" in str(raised.value)
+    await async_db_session.refresh(owner)
+    assert owner.name == "ann"

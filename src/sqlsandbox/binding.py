@@ -8,6 +8,7 @@ module-level engine pointing at a development database is never touched during a
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,7 @@ class Bindings:
 
     def _patch_connect(self, engine: Engine) -> None:
         previous = engine.__dict__.get("connect", _MISSING)
-        engine.connect = self._sandbox._connect  # type: ignore[method-assign]
+        engine.connect = functools.partial(self._sandbox._connect, engine)  # type: ignore[method-assign]
 
         def undo() -> None:
             if previous is _MISSING:

@@ -47,7 +47,11 @@ def call_site(skip: int = 2) -> str:
     glet: Any = greenlet.getcurrent()
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_OUR_DIRS) and not any(p in filename for p in _SKIP_PARTS):
+        if (
+            not filename.startswith(_OUR_DIRS)
+            and not filename.startswith("<")  # code SQLAlchemy generates at run time
+            and not any(p in filename for p in _SKIP_PARTS)
+        ):
             return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
         frame = frame.f_back
         if frame is None and glet is not None and glet.parent is not None:

@@ -259,12 +259,13 @@ def asgi_app(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def asgi_client(sandbox: Sandbox, asgi_app: Any) -> Iterator[Any]:
-    """An httpx.AsyncClient calling the app in the test's loop, its lifespan running, in the sandbox."""
-    from .integrations.asgi import LazyAsgiClient
+    """An httpx.AsyncClient calling the app in the test's loop and the sandbox; the app's lifespan starts
+    at the first request (or `await asgi_client.start()`) and stops at teardown."""
+    from .integrations.asgi import close_client, make_client
 
-    client = LazyAsgiClient(asgi_app)
+    client = make_client(asgi_app)
     yield client
-    client.bound.close()
+    close_client(client)
 
 
 @pytest.fixture

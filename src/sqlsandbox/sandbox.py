@@ -280,8 +280,18 @@ class Sandbox:
         self._joined.add(conn)
         return conn
 
-    def _connect(self) -> Connection:
+    def _connect(self, engine: Engine | None = None) -> Connection:
         """engine.connect() of every bound engine during the test."""
+        if engine is not None and engine.dialect.is_async and not in_greenlet():
+            raise SandboxLoopError(
+                f"An async engine or AsyncSession needed the database from sync code at {call_site()}.",
+                why="most often an attribute expired by commit() (or never loaded) was read after "
+                "`await session.commit()`: SQLAlchemy then loads it with sync IO, which an asyncio "
+                "driver cannot do (plain SQLAlchemy says MissingGreenlet).",
+                fix="create the session with expire_on_commit=False, `await session.refresh(obj)` "
+                "before reading, or load relationships eagerly (selectinload); run sync code that "
+                "needs the database with `await session.run_sync(fn)`.",
+            )
         if self.committed:  # a real connection of its own to the test database, committing for real
             self._flavor = self._flavor or ("async" if in_greenlet() else "sync")
             return self._real_connection(

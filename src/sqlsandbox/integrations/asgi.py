@@ -1,8 +1,11 @@
-"""An httpx client for an ASGI app, in the test's own event loop, with the app's lifespan running.
+"""An httpx.AsyncClient for an ASGI app, in the test's own event loop, with the app's lifespan running.
 
 Why not Starlette's TestClient: it runs the app in a separate thread with its own event loop, so the app's
 async database work would run on a connection made for another loop ('Future attached to a different loop',
 'another operation is in progress'). httpx's ASGITransport calls the app in the test's loop and task.
+
+The fixture is sync (so it serves pytest-asyncio and anyio alike); the lifespan starts in the test's loop at
+the first request, or when the test awaits `asgi_client.start()`, and stops at teardown in that same loop.
 """
 
 from __future__ import annotations
@@ -12,63 +15,65 @@ from typing import Any
 from ..errors import DriverMissingError
 from .loop import LoopBound
 
+try:
+    import httpx
+    from asgi_lifespan import LifespanManager
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    _missing: ImportError | None = exc
+else:
+    _missing = None
 
-class LazyAsgiClient:
-    """Behaves as an httpx.AsyncClient; the app's lifespan starts at the first request."""
 
-    def __init__(self, app: Any, base_url: str = "http://testserver") -> None:
-        try:
-            import httpx
-            from asgi_lifespan import LifespanManager
-        except ImportError as exc:
-            raise DriverMissingError(
-                f"asgi_client needs httpx and asgi-lifespan ({exc}).",
-                fix="pip install 'sqlsandbox[asgi]'",
-            ) from None
+def _require() -> None:
+    if _missing is not None:
+        raise DriverMissingError(
+            f"asgi_client needs httpx and asgi-lifespan ({_missing}).",
+            fix="pip install 'sqlsandbox[asgi]'",
+        )
+
+
+class LifespanTransport(httpx.AsyncBaseTransport if _missing is None else object):  # type: ignore[misc]
+    """ASGITransport that runs the app's lifespan startup before the first request it carries."""
+
+    def __init__(self, app: Any) -> None:
         self._app = app
-        self._manager_cls = LifespanManager
-        self._httpx = httpx
-        self._base_url = base_url
-        self._client: Any = None
+        self._inner: Any = None
         self.bound = LoopBound()
 
-    async def _ensure(self) -> Any:
-        if self._client is None:
-            manager = self._manager_cls(self._app)
+    async def start(self) -> None:
+        if self._inner is None:
+            manager = LifespanManager(self._app)
             await manager.__aenter__()
-            transport = self._httpx.ASGITransport(app=manager.app)
-            client = self._httpx.AsyncClient(transport=transport, base_url=self._base_url)
-            self._client = client
+            self._inner = httpx.ASGITransport(app=manager.app)
 
-            async def close() -> None:
-                await client.aclose()
+            async def stop() -> None:
                 await manager.__aexit__(None, None, None)
 
-            self.bound.started(close)
-        return self._client
+            self.bound.started(stop)
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> Any:
-        client = await self._ensure()
-        return await client.request(method, url, **kwargs)
+    async def handle_async_request(self, request: Any) -> Any:
+        await self.start()
+        return await self._inner.handle_async_request(request)
 
-    async def get(self, url: str, **kwargs: Any) -> Any:
-        return await self.request("GET", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> Any:
-        return await self.request("POST", url, **kwargs)
+def make_client(app: Any, base_url: str = "http://testserver") -> Any:
+    """An httpx.AsyncClient subclass instance: every httpx feature works (stream, headers, cookies...)."""
+    _require()
 
-    async def put(self, url: str, **kwargs: Any) -> Any:
-        return await self.request("PUT", url, **kwargs)
+    class AsgiClient(httpx.AsyncClient):
+        async def start(self) -> AsgiClient:
+            """Run the app's lifespan startup now (e.g. before reading app.state)."""
+            await transport.start()
+            return self
 
-    async def patch(self, url: str, **kwargs: Any) -> Any:
-        return await self.request("PATCH", url, **kwargs)
+    transport = LifespanTransport(app)
+    client = AsgiClient(transport=transport, base_url=base_url)
+    client._sqlsandbox_transport = transport  # type: ignore[attr-defined]
+    return client
 
-    async def delete(self, url: str, **kwargs: Any) -> Any:
-        return await self.request("DELETE", url, **kwargs)
 
-    async def __aenter__(self) -> LazyAsgiClient:
-        await self._ensure()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
+def close_client(client: Any) -> None:
+    """At teardown, in the loop the app ran in: close the client, then run the lifespan shutdown."""
+    transport: LifespanTransport = client._sqlsandbox_transport
+    transport.bound._closers.insert(0, client.aclose)
+    transport.bound.close()

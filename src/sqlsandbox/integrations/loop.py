@@ -21,7 +21,7 @@ class LoopBound:
     def close(self) -> None:
         loop, closers, self._closers = self.loop, self._closers, []
         if loop is None or not closers:
-            return
+            return  # never started: nothing ran in any loop
 
         async def run_all() -> None:
             for closer in reversed(closers):

@@ -1,0 +1,1 @@
+"""ops_core: a small task service (REST + gRPC + background scheduler) over SQLAlchemy."""
