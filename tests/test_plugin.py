@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
 import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")

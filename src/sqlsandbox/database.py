@@ -46,6 +46,7 @@ class TestDatabase:
         self._async: AsyncEngine | None = None
         self._listeners: list[Callable[[Engine], None]] = []
         self.baseline: dict[str, int] = {}
+        self._has_sync: bool | None = None
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
         """Run setup on every engine this database makes (event listeners of the guards)."""
@@ -76,11 +77,13 @@ class TestDatabase:
         return self._async
 
     def has_sync_driver(self) -> bool:
-        try:
-            drivers.sync_url(self.url)
-        except Exception:
-            return False
-        return True
+        if self._has_sync is None:
+            try:
+                drivers.sync_url(self.url)
+                self._has_sync = True
+            except Exception:
+                self._has_sync = False
+        return self._has_sync
 
     def run(self, fn: Callable[[Connection], Any]) -> Any:
         """Run fn on a connection of its own, in a transaction committed at the end: outside any sandbox,

@@ -41,10 +41,8 @@ _OUR_DIRS = tuple(
 _SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "contextlib.py")
 
 
-def call_site(skip: int = 2) -> str:
-    """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
-    frame: FrameType | None = sys._getframe(skip)
-    glet: Any = greenlet.getcurrent()
+def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
+    """Describe the first frame outside SQLAlchemy and sqlsandbox, continuing into `parent`."""
     while frame is not None:
         filename = frame.f_code.co_filename
         if (
@@ -54,11 +52,38 @@ def call_site(skip: int = 2) -> str:
         ):
             return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
         frame = frame.f_back
-        if frame is None and glet is not None and glet.parent is not None:
-            # Inside SQLAlchemy's async bridge: the caller's coroutines are on the parent greenlet.
-            glet = glet.parent
-            frame = glet.gr_frame
+        if frame is None and parent is not None:
+            frame, parent = parent, None
     return "<unknown call site>"
+
+
+def _parent_frame() -> FrameType | None:
+    # Inside SQLAlchemy's async bridge the caller's coroutines are on the parent greenlet's stack.
+    glet: Any = greenlet.getcurrent()
+    parent = glet.parent if getattr(glet, "__sqlalchemy_greenlet_provider__", False) else None
+    return parent.gr_frame if parent is not None else None
+
+
+def call_site(skip: int = 2) -> str:
+    """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
+    return _user_frame(sys._getframe(skip), _parent_frame())
+
+
+class LazySite:
+    """A call site captured cheaply (two frame references) and described only if a message needs it."""
+
+    __slots__ = ("_frame", "_parent", "_text")
+
+    def __init__(self, skip: int = 2) -> None:
+        self._frame: FrameType | None = sys._getframe(skip)
+        self._parent = _parent_frame()
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = _user_frame(self._frame, self._parent)
+            self._frame = self._parent = None
+        return self._text
 
 
 def in_greenlet() -> bool:
@@ -87,13 +112,14 @@ def describe_loop(loop: asyncio.AbstractEventLoop | None) -> str:
 
 
 def loop_mismatch(
-    owner_loop: asyncio.AbstractEventLoop | None, owner_thread: int, site: str
+    owner_loop: asyncio.AbstractEventLoop | None, owner_thread: int, site_fn: Callable[[], str]
 ) -> SandboxLoopError | None:
     """None if the current thread and loop may use a connection made on owner_loop/owner_thread."""
     here = running_loop()
     if owner_loop is None:
         if threading.get_ident() == owner_thread:
             return None
+        site = site_fn()
         return SandboxLoopError(
             f"The sandbox's sync connection was used from thread {threading.current_thread().name!r} "
             f"at {site}, but it belongs to the test's thread.",
@@ -104,6 +130,7 @@ def loop_mismatch(
         )
     if here is owner_loop:
         return None
+    site = site_fn()
     return SandboxLoopError(
         f"The sandbox's async connection was used from {describe_loop(here)} at {site}, "
         f"but it was opened on {describe_loop(owner_loop)}.",
@@ -153,7 +180,7 @@ class Unit:
 
     conn: Connection
     savepoint: str
-    site: str
+    site: LazySite | str
     owner: asyncio.Task[Any] | None
     wrote: bool = False
     orphaned: bool = False  # its savepoint went with an outer unit's rollback
@@ -258,7 +285,7 @@ class UnitStack:
         top = self.top
         return top is None or top is unit or top in _held.get() or not top.owner_alive_elsewhere()
 
-    def _wait_until(self, ready: Callable[[], bool], waiting: str) -> None:
+    def _wait_until(self, ready: Callable[[], bool], waiting_fn: Callable[[], str]) -> None:
         """Wait (async, inside SQLAlchemy's greenlet) while another live task holds the top unit."""
         if ready():
             return
@@ -266,7 +293,7 @@ class UnitStack:
         if top is None or not top.owner_alive_elsewhere() or not in_greenlet():
             return
         self.waits += 1
-        await_only(self._wait_async(ready, waiting))
+        await_only(self._wait_async(ready, waiting_fn()))
 
     async def _wait_async(self, ready: Callable[[], bool], waiting: str) -> None:
         loop = asyncio.get_running_loop()
@@ -306,7 +333,7 @@ class UnitStack:
         """Called before each statement; in async code it returns True holding the lock, which
         after_statement() releases once the statement has run."""
         while True:
-            self._wait_until(lambda: self.may_proceed(unit), f"A statement at {site_fn()}")
+            self._wait_until(lambda: self.may_proceed(unit), lambda: f"A statement at {site_fn()}")
             locked = self.lock.acquire()
             if not locked or self.lock.depth > 1 or self.may_proceed(unit):
                 break
@@ -325,7 +352,7 @@ class UnitStack:
         """Wait until no other task's unit is open on top, then push and emit the SAVEPOINT as one
         step, so the server's savepoint order is the stack's and tasks' units never interleave."""
         while True:
-            self._wait_until(lambda: self.may_proceed(None), f"Opening {unit.describe()}")
+            self._wait_until(lambda: self.may_proceed(None), lambda: f"Opening {unit.describe()}")
             locked = self.lock.acquire()
             if not locked or self.lock.depth > 1 or self.may_proceed(None):
                 break
@@ -371,7 +398,7 @@ class UnitStack:
                 )
             return
         if self.top is not unit and unit in self.units:
-            self._wait_until(lambda: self.top is unit, f"The rollback of {unit.describe()}")
+            self._wait_until(lambda: self.top is unit, lambda: f"The rollback of {unit.describe()}")
         if unit in self.units and self.top is not unit:
             above = self.units[self.units.index(unit) + 1 :]
             if not unit.wrote:
@@ -421,3 +448,8 @@ class UnitStack:
         self.units.clear()
         self.lock.reset()
         self._changed()
+
+
+def forget_held_units() -> None:
+    """Reset this context's record of held units (between tests, in the test thread's context)."""
+    _held.set(())

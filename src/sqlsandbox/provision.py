@@ -115,10 +115,14 @@ def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
                 await aengine.dispose()
 
         return asyncio.run(via_async())
-    except DBAPIError as exc:
-        if exc.connection_invalidated or _is_connect_error(exc):
+    except Exception as exc:
+        # A driver error can also arrive unwrapped (e.g. when the driver module was re-imported and
+        # SQLAlchemy no longer recognises its classes), so judge by what it says, not only its type.
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        is_driver_error = isinstance(exc, DBAPIError) or type(exc).__module__.split(".")[0] in _DRIVER_MODULES
+        if is_driver_error and _is_connect_error(exc):
             raise ServerUnreachableError(
-                f"Could not connect to {safe_url(url)}: {str(exc.orig).strip()}",
+                f"Could not connect to {safe_url(url)}: {str(orig).strip()}",
                 why="sqlsandbox needs the server named by sqlsandbox_url to create its test database.",
                 fix="start the server, or point sqlsandbox_url / SQLSANDBOX_URL at a running one "
                 "(unset it to use the embedded SQLite default).",
@@ -126,10 +130,26 @@ def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
         raise
 
 
-def _is_connect_error(exc: DBAPIError) -> bool:
-    words = ("connect", "refused", "could not", "can't", "unreachable", "no such host", "timeout")
-    message = str(exc.orig).lower()
-    return exc.statement is None or any(word in message for word in words)
+_DRIVER_MODULES = {"psycopg", "psycopg2", "asyncpg", "pymysql", "asyncmy", "aiomysql", "MySQLdb", "sqlite3"}
+
+
+def _is_connect_error(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or exc.statement is None:
+            return True
+        exc = exc.orig  # type: ignore[assignment]
+    words = (
+        "connect",
+        "refused",
+        "could not",
+        "can't",
+        "unreachable",
+        "no such host",
+        "timeout",
+        "access denied",
+    )
+    message = str(exc).lower()
+    return any(word in message for word in words)
 
 
 class Provisioner:

@@ -102,8 +102,7 @@ def _as_metadata(spec: str) -> MetaData:
 
 
 def _install_guards(engine: Engine) -> None:
-    event.listen(engine, "before_cursor_execute", _before_cursor_execute)
-    event.listen(engine, "before_cursor_execute", _rewrite_statement, retval=True)
+    event.listen(engine, "before_cursor_execute", _before_cursor_execute, retval=True)
     event.listen(engine, "after_cursor_execute", _after_cursor_execute)
     event.listen(engine, "handle_error", _handle_error)
     event.listen(engine, "commit", _on_commit)
@@ -112,18 +111,12 @@ def _install_guards(engine: Engine) -> None:
 
 def _before_cursor_execute(
     conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-) -> None:
-    current = sandbox.active()
-    if current is not None:
-        current.before_statement(conn, statement, context)
-
-
-def _rewrite_statement(
-    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
 ) -> tuple[str, Any]:
     current = sandbox.active()
     if current is not None:
-        return current.rewrite_statement(conn, cursor, statement, parameters)
+        current.before_statement(conn, statement, context)
+        if current._faults_armed:
+            return current.rewrite_statement(conn, cursor, statement, parameters)
     return statement, parameters
 
 

@@ -30,6 +30,7 @@ from .guards import (
     UnitStack,
     call_site,
     describe_loop,
+    forget_held_units,
     in_greenlet,
     is_transaction_control,
     is_write,
@@ -208,6 +209,7 @@ class Sandbox:
     def activate(self) -> None:
         global _active
         _active = self
+        forget_held_units()
         self.bindings.bind_test_engines()
 
     def close(self) -> None:
@@ -226,6 +228,7 @@ class Sandbox:
             self.bindings.restore()
             if _active is self:
                 _active = None
+            forget_held_units()
             self.closed = True
         if self.problems:
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
@@ -315,7 +318,7 @@ class Sandbox:
         elif flavor != self._flavor:
             raise self._mixing_error(flavor)
         else:
-            mismatch = loop_mismatch(self._loop, self._thread, call_site())
+            mismatch = loop_mismatch(self._loop, self._thread, call_site)
             if mismatch is not None:
                 raise mismatch
         assert self._root is not None
@@ -418,7 +421,7 @@ class Sandbox:
                 "savepoint, exactly as a commit looks to the code under test.",
             )
         if self._loop is not None or self._thread != threading.get_ident():
-            mismatch = loop_mismatch(self._loop, self._thread, site(3))
+            mismatch = loop_mismatch(self._loop, self._thread, lambda: site(5))
             if mismatch is not None:
                 raise mismatch
         self.statements += 1
