@@ -34,7 +34,8 @@ def test_other_threads_see_committed_work(sandbox) -> None:
 
 def test_identities_restart_after_a_committed_test(pytester: pytest.Pytester) -> None:
     pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\nsqlsandbox_metadata = tests.models:Base\nsqlsandbox_bind = tests.app:SessionLocal\n"
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+        "sqlsandbox_metadata = tests.models:Base\nsqlsandbox_bind = tests.app:SessionLocal\n"
     )
     pytester.makepyfile(
         """
