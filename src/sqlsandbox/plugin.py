@@ -192,7 +192,18 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
         with get_runner(backend, options):  # a lease keeps anyio's runner and loop alive
             yield False
         return
-    yield bool(runners) and not any(name.startswith("_function") for name in runners)
+    keep = runners == ["_session_scoped_runner"]
+    if keep:  # the connection outlives the test: close it before pytest-asyncio closes the loop
+        request.getfixturevalue("_sqlsandbox_session_loop_connection")
+    yield keep
+
+
+@pytest.fixture(scope="session")
+def _sqlsandbox_session_loop_connection(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Closes the connection kept across tests on pytest-asyncio's session loop, while it still runs."""
+    request.getfixturevalue("_session_scoped_runner")
+    yield
+    request.config.stash[RUN].keeper.close_async()
 
 
 @pytest.fixture

@@ -86,6 +86,10 @@ class RootKeeper:
     def close(self) -> None:
         if self.sync is not None:
             _discard(self.sync)
+        self.sync = None
+        self.close_async()
+
+    def close_async(self) -> None:
         if self.async_ is not None:
             loop, root = self.async_
             if not loop.is_closed() and not loop.is_running():
@@ -95,7 +99,7 @@ class RootKeeper:
                     _discard(root)
             else:
                 _discard(root)
-        self.sync = self.async_ = None
+        self.async_ = None
 
 
 def _discard(root: Connection) -> None:
