@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from .guards import LazySite, Unit, current_task
+from .guards import Unit, call_site, current_task
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -31,7 +31,7 @@ class JoinedConnection(Connection):
         self._sandbox = sandbox
         self._unit: Unit | None = None
         self._internal = False  # sqlsandbox's own reads: not recorded in sandbox.queries
-        self.opened_at = LazySite(3)
+        self.opened_at = call_site(3)
 
     # -- attach lazily: an async driver connection must be made inside the test's own loop ----------
     def _revalidate_connection(self) -> PoolProxiedConnection:
@@ -44,7 +44,7 @@ class JoinedConnection(Connection):
     # -- a transaction is a savepoint ----------------------------------------------------------------
     def _begin_impl(self, transaction: RootTransaction) -> None:
         name = self._sandbox._next_savepoint_name()
-        unit = Unit(self, name, LazySite(3), current_task())
+        unit = Unit(self, name, call_site(3), current_task())
         self._unit = unit
         # The SAVEPOINT statement runs while the RootTransaction is still being made: without this
         # flag, executing it would autobegin another transaction, and so on forever.

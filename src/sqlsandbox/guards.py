@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 import greenlet
@@ -41,16 +41,26 @@ _OUR_DIRS = tuple(
 _SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "contextlib.py")
 
 
-def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
-    """Describe the first frame outside SQLAlchemy and sqlsandbox, continuing into `parent`."""
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if (
+_USER_CODE: dict[CodeType, bool] = {}
+
+
+def _is_user_code(code: CodeType) -> bool:
+    known = _USER_CODE.get(code)
+    if known is None:
+        filename = code.co_filename
+        known = _USER_CODE[code] = (
             not filename.startswith(_OUR_DIRS)
             and not filename.startswith("<")  # code SQLAlchemy generates at run time
             and not any(p in filename for p in _SKIP_PARTS)
-        ):
-            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
+        )
+    return known
+
+
+def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
+    """Describe the first frame outside SQLAlchemy and sqlsandbox, continuing into `parent`."""
+    while frame is not None:
+        if _is_user_code(frame.f_code):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
         frame = frame.f_back
         if frame is None and parent is not None:
             frame, parent = parent, None
@@ -67,23 +77,6 @@ def _parent_frame() -> FrameType | None:
 def call_site(skip: int = 2) -> str:
     """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
     return _user_frame(sys._getframe(skip), _parent_frame())
-
-
-class LazySite:
-    """A call site captured cheaply (two frame references) and described only if a message needs it."""
-
-    __slots__ = ("_frame", "_parent", "_text")
-
-    def __init__(self, skip: int = 2) -> None:
-        self._frame: FrameType | None = sys._getframe(skip)
-        self._parent = _parent_frame()
-        self._text: str | None = None
-
-    def __str__(self) -> str:
-        if self._text is None:
-            self._text = _user_frame(self._frame, self._parent)
-            self._frame = self._parent = None
-        return self._text
 
 
 def in_greenlet() -> bool:
@@ -144,6 +137,42 @@ def loop_mismatch(
     )
 
 
+_CONCURRENT_USE = ("another operation is in progress", "attached to a different loop", "different event loop")
+
+
+def explain_driver_error(exc: BaseException | None) -> str:
+    """Plain words for the asyncio drivers' errors about concurrent or cross-loop use, or ''."""
+    seen = 0
+    while exc is not None and seen < 6:
+        message = str(exc)
+        if any(marker in message for marker in _CONCURRENT_USE):
+            break
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    else:
+        return ""
+    if exc is None:
+        return ""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".py") and "site-packages" not in filename and _is_user_code(tb.tb_frame.f_code):
+            frames.append(f"{filename}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}()")
+        tb = tb.tb_next
+    where = f" The failing call: {frames[-1]}." if frames else ""
+    return (
+        f"The driver says: {str(exc).strip()!r}.{where}\n"
+        "What it means: one asyncio database connection was used by two operations at once, or from an "
+        "event loop other than the one that opened it. Typical causes: an engine, session or connection "
+        "created in a fixture of wider scope (session/module) and used by a test on a function-scoped loop; "
+        "Starlette's TestClient running the app in its own thread and loop; two tasks sharing one "
+        "AsyncSession.\n"
+        "Fix: let the app's engines and session factories join the sandbox (sqlsandbox_bind) instead of "
+        "creating engines in fixtures; drive ASGI apps with asgi_client; give each task its own session."
+    )
+
+
 _TXN_CONTROL = re.compile(r"\s*(COMMIT|ROLLBACK(?!\s+TO)|END|BEGIN|START\s+TRANSACTION)\b", re.I)
 
 
@@ -180,7 +209,7 @@ class Unit:
 
     conn: Connection
     savepoint: str
-    site: LazySite | str
+    site: str
     owner: asyncio.Task[Any] | None
     wrote: bool = False
     orphaned: bool = False  # its savepoint went with an outer unit's rollback

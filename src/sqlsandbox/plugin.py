@@ -18,6 +18,7 @@ from . import blocker
 from . import config as config_mod
 from .config import import_string
 from .errors import ConfigError, SandboxError, usage_error
+from .guards import explain_driver_error
 from .provision import safe_url
 from .run import Run
 from .sandbox import Sandbox
@@ -157,6 +158,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if error is not None:
         # The message names the call site; the traceback through SQLAlchemy would only bury it.
         report.longrepr = f"{type(error).__name__}: {error}"
+    elif call.excinfo is not None and report.failed:
+        explanation = explain_driver_error(call.excinfo.value)
+        if explanation:
+            report.sections.append(("sqlsandbox", explanation))
     return report
 
 
