@@ -54,6 +54,11 @@ OPTIONS: tuple[Option, ...] = (
         "objects that join the sandbox during each test.",
         (),
     ),
+    Option(
+        "alembic",
+        "string",
+        "Path to an alembic.ini: the schema is built by `alembic upgrade head` instead of create_all.",
+    ),
     Option("asgi_app", "string", "'package.module:attr' of the ASGI app behind asgi_client."),
     Option(
         "lock_timeout",
@@ -70,6 +75,7 @@ class Settings:
     url: str | None
     metadata: tuple[str, ...]
     bind: tuple[str, ...]
+    alembic: str | None
     asgi_app: str | None
     lock_timeout: float
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, event, func, select
-from sqlalchemy.engine import URL, Connection, Engine, create_engine
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from . import drivers, provision
+from .errors import DriverMissingError
 
 
 def _sqlite_recipe(engine: Engine) -> None:
@@ -101,6 +103,32 @@ class TestDatabase:
                 await engine.dispose()
 
         return asyncio.run(via_async())
+
+    def upgrade_with_alembic(self, ini: Path) -> None:
+        """Build the schema with the project's own migrations: `alembic upgrade head` on the test database.
+
+        env.py gets the test database's URL as sqlalchemy.url (with an async driver if the project's own
+        URL names one), and the open connection as config.attributes["connection"] for env.py files
+        that use it."""
+        try:
+            from alembic import command
+            from alembic.config import Config
+        except ImportError:
+            raise DriverMissingError(
+                "sqlsandbox_alembic is set, and alembic is not installed.", fix="pip install alembic"
+            ) from None
+        cfg = Config(str(ini))
+        own_url = cfg.get_main_option("sqlalchemy.url") or ""
+        wants_async = bool(own_url) and drivers.is_async(make_url(own_url))
+        url = drivers.async_url(self.url) if wants_async else drivers.sync_url(self.url)
+        cfg.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
+        if wants_async:
+            command.upgrade(cfg, "head")
+            return
+        with Engine.connect(self.sync_engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
 
     def build_schema(self, metadatas: Iterable[MetaData]) -> None:
         metas = list(metadatas)

@@ -67,6 +67,8 @@ class Run:
         db = TestDatabase(self.server_url, name)
         self.blocker.allow_database(str(db.url.database))
         try:
+            if self.settings.alembic:
+                db.upgrade_with_alembic(_alembic_ini(self.settings.alembic, self.rootdir))
             db.build_schema(self.metadatas)
             db.add_engine_setup(_install_guards)
         except BaseException:
@@ -88,6 +90,18 @@ class Run:
                 self._db.drop()
             else:
                 self._db.dispose()
+
+
+def _alembic_ini(path: str, rootdir: Path | None) -> Path:
+    ini = Path(path)
+    if not ini.is_absolute() and rootdir is not None:
+        ini = rootdir / ini
+    if not ini.is_file():
+        raise ConfigError(
+            f"sqlsandbox_alembic names {str(ini)!r}, which is not a file.",
+            fix="point it at your alembic.ini (relative paths start at pytest's rootdir).",
+        )
+    return ini
 
 
 def _as_metadata(spec: str) -> MetaData:
