@@ -160,17 +160,21 @@ def test_async_connection_from_another_loop_is_explained(project: pytest.Pyteste
 
 @pytest.mark.sqlsandbox_allow_any_database
 def test_killed_runs_are_cleaned_and_foreign_databases_never_touched(project: pytest.Pytester) -> None:
-    url = os.environ.get("SQLSANDBOX_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/foreign")
+    import socket
+    import uuid
+
     from sqlalchemy import create_engine, text
 
-    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    dead = "sqlsandbox: created by pid 999999 on " + __import__("socket").gethostname() + " at 0"
+    tag = f"foreign{uuid.uuid4().hex[:6]}"  # unique: concurrent runs of this suite must not race
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tag}"
+    theirs, killed = f"test_{tag}_theirs", f"test_{tag}_killed"
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    dead = f"sqlsandbox: created by pid 999999 on {socket.gethostname()} at 0"
     try:
         with admin.connect() as conn:
-            for name in ("test_foreign_theirs", "test_foreign_killed"):
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            for name in (theirs, killed):
                 conn.execute(text(f"CREATE DATABASE {name}"))
-            conn.execute(text(f"COMMENT ON DATABASE test_foreign_killed IS '{dead}'"))
+            conn.execute(text(f"COMMENT ON DATABASE {killed} IS '{dead}'"))
     except Exception as exc:  # pragma: no cover - depends on the machine
         if os.environ.get("CI"):
             raise
@@ -181,13 +185,13 @@ def test_killed_runs_are_cleaned_and_foreign_databases_never_touched(project: py
         result.assert_outcomes(passed=1)
         with admin.connect() as conn:
             names = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
-        assert "test_foreign_theirs" in names  # no mark of ours: never touched
-        assert "test_foreign_killed" not in names  # ours, from a dead process: removed
-        assert not any(n.startswith("test_foreign_") and n != "test_foreign_theirs" for n in names)
+        assert theirs in names  # no mark of ours: never touched
+        assert killed not in names  # ours, from a dead process: removed
+        assert not any(n.startswith(f"test_{tag}") and n != theirs for n in names)  # the run's own: dropped
     finally:
         with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS test_foreign_theirs"))
-            conn.execute(text("DROP DATABASE IF EXISTS test_foreign_killed"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {theirs}"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {killed}"))
         admin.dispose()
 
 
