@@ -21,3 +21,9 @@ def _nothing_committed_before(request: pytest.FixtureRequest) -> None:
     sandbox = request.getfixturevalue("sandbox")
     tables = [t.name for t in Base.metadata.sorted_tables]
     assert sandbox.db.run(_committed_rows) == dict.fromkeys(tables, 0)
+
+
+# pytester's in-process runs unload modules first imported inside them; re-importing a C extension such as
+# asyncpg can crash the interpreter. Import the drivers here, before any inner run.
+import asyncpg  # noqa: E402, F401
+import psycopg  # noqa: E402, F401

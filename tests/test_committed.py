@@ -70,3 +70,10 @@ def test_only_touched_tables_are_cleaned(sandbox, db_session) -> None:
 def test_after_committed_tests_everything_is_empty(db_session) -> None:
     assert db_session.scalar(select(func.count()).select_from(Owner)) == 0
     assert db_session.scalar(select(func.count()).select_from(Pet)) == 0
+
+
+@committed
+def test_text_writes_are_cleaned_too(sandbox, db_connection) -> None:
+    db_connection.execute(text("INSERT INTO owners (name) VALUES ('raw')"))
+    db_connection.commit()
+    assert "owners" in sandbox.touched

@@ -156,3 +156,36 @@ def test_random_order_still_clean(db_session: Session) -> None:
     db_session.add_all([Owner(name="ann"), Owner(name="bob")])
     db_session.commit()
     assert count(db_session) == 2
+
+
+def test_raw_sql_writes_count_as_writes_for_interleaving(db_session: Session) -> None:
+    from sqlsandbox import SandboxInterleavingError
+
+    db_session.add(Owner(name="ann"))
+    db_session.flush()  # the test's transaction is open and has written
+    with app.engine.connect() as conn:  # commits while the test's transaction is open
+        conn.execute(text("INSERT INTO owners (name) VALUES ('bob')"))
+        conn.commit()
+    with pytest.raises(SandboxInterleavingError, match="also discarded work that other sessions committed"):
+        db_session.rollback()
+
+
+@pytest.mark.parametrize("sql", ["ABORT", "/* why */ COMMIT", "-- note\nROLLBACK", "START TRANSACTION", "END"])
+def test_every_spelling_of_transaction_control_is_refused(sandbox, db_connection, sql: str) -> None:
+    from sqlsandbox import SandboxEscapeError
+
+    if sql == "ABORT" and sandbox.db.family != "postgresql":
+        pytest.skip("ABORT is PostgreSQL's")
+    with pytest.raises(SandboxEscapeError):
+        db_connection.exec_driver_sql(sql)
+    sandbox.problems.clear()
+
+
+def test_mariadb_ddl_would_commit_implicitly_and_is_refused(sandbox, db_connection) -> None:
+    from sqlsandbox import SandboxEscapeError
+
+    if sandbox.db.family != "mysql":
+        pytest.skip("only MariaDB/MySQL commit implicitly before DDL")
+    with pytest.raises(SandboxEscapeError, match="CREATE issued as SQL"):
+        db_connection.exec_driver_sql("CREATE TABLE scratch (id INT)")
+    sandbox.problems.clear()

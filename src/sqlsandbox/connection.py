@@ -8,7 +8,7 @@ committed, and everything is gone when the test's sandbox rolls back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import ResourceClosedError
@@ -31,7 +31,6 @@ class JoinedConnection(Connection):
         self._sandbox = sandbox
         self._unit: Unit | None = None
         self._internal = False  # sqlsandbox's own reads: not recorded in sandbox.queries
-        self.opened_at = call_site(3)
 
     # -- attach lazily: an async driver connection must be made inside the test's own loop ----------
     def _revalidate_connection(self) -> PoolProxiedConnection:
@@ -105,10 +104,4 @@ class JoinedConnection(Connection):
         super().invalidate(exception)
 
     def __repr__(self) -> str:
-        return f"<JoinedConnection opened at {self.opened_at}>"
-
-    def _unit_for_statement(self) -> Unit | None:
-        return self._unit
-
-    def __getstate__(self) -> Any:  # pragma: no cover - connections are not picklable anyway
-        raise TypeError("JoinedConnection cannot be pickled")
+        return f"<JoinedConnection {self._unit.describe() if self._unit else 'idle'}>"

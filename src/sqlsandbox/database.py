@@ -49,6 +49,7 @@ class TestDatabase:
         self._listeners: list[Callable[[Engine], None]] = []
         self.baseline: dict[str, int] = {}
         self._has_sync: bool | None = None
+        self._no_async: DriverMissingError | None = None
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
         """Run setup on every engine this database makes (event listeners of the guards)."""
@@ -74,7 +75,14 @@ class TestDatabase:
     @property
     def async_engine(self) -> AsyncEngine:
         if self._async is None:
-            self._async = create_async_engine(drivers.async_url(self.url), poolclass=NullPool)
+            if self._no_async is not None:
+                raise self._no_async
+            try:
+                url = drivers.async_url(self.url)
+            except DriverMissingError as exc:
+                self._no_async = exc
+                raise
+            self._async = create_async_engine(url, poolclass=NullPool)
             self._prepare(self._async.sync_engine)
         return self._async
 

@@ -170,6 +170,7 @@ class Faults:
 
     def clear(self) -> None:
         self.armed.clear()
+        self._sandbox._faults_armed = False
 
     def _arm(self, fault: Fault) -> Fault:
         self.armed.append(fault)

@@ -26,6 +26,7 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 import greenlet
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import await_only
 
 from .errors import SandboxDeadlockError, SandboxInterleavingError, SandboxLoopError
@@ -173,11 +174,22 @@ def explain_driver_error(exc: BaseException | None) -> str:
     )
 
 
-_TXN_CONTROL = re.compile(r"\s*(COMMIT|ROLLBACK(?!\s+TO)|END|BEGIN|START\s+TRANSACTION)\b", re.I)
+_LEADING_COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
+_TXN_CONTROL = re.compile(
+    _LEADING_COMMENTS + r"(COMMIT|ROLLBACK(?!\s+TO)|ABORT|END|BEGIN|START\s+TRANSACTION)\b", re.I | re.S
+)
+# MariaDB/MySQL commit the open transaction implicitly before these.
+_IMPLICIT_COMMIT = re.compile(
+    _LEADING_COMMENTS
+    + r"(CREATE|ALTER|DROP|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK|SET\s+(?:SESSION\s+)?autocommit)\b",
+    re.I | re.S,
+)
 
 
-def is_transaction_control(statement: str) -> bool:
-    return _TXN_CONTROL.match(statement) is not None
+def is_transaction_control(statement: str, dialect_name: str = "") -> bool:
+    if _TXN_CONTROL.match(statement) is not None:
+        return True
+    return dialect_name in ("mysql", "mariadb") and _IMPLICIT_COMMIT.match(statement) is not None
 
 
 _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "EXPLAIN", "SET ")
@@ -185,7 +197,7 @@ _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "E
 
 def is_write(statement: str, context: Any) -> bool:
     compiled = getattr(context, "compiled", None)
-    if compiled is not None:
+    if compiled is not None and not isinstance(getattr(compiled, "statement", None), TextClause):
         return bool(context.isinsert or context.isupdate or context.isdelete or context.isddl)
     return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
 
@@ -243,8 +255,10 @@ class TaskLock:
 
     def acquire(self) -> bool:
         """Take the lock (waiting inside SQLAlchemy's greenlet); False when not in async code."""
+        if not in_greenlet():
+            return False
         task = current_task()
-        if task is None or not in_greenlet():
+        if task is None:
             return False
         if self.owner is task:
             self.depth += 1
@@ -288,7 +302,6 @@ class UnitStack:
         self.report = report  # records a problem that fails the test at teardown
         self.units: list[Unit] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self.waits = 0
         self.lock = TaskLock()
 
     @property
@@ -321,7 +334,6 @@ class UnitStack:
         top = self.top
         if top is None or not top.owner_alive_elsewhere() or not in_greenlet():
             return
-        self.waits += 1
         await_only(self._wait_async(ready, waiting_fn()))
 
     async def _wait_async(self, ready: Callable[[], bool], waiting: str) -> None:
@@ -405,8 +417,11 @@ class UnitStack:
         locked = self.lock.acquire()
         try:
             index = self.units.index(unit) if unit in self.units else -1
-            if index > 0 and unit.wrote:
-                self.units[index - 1].absorbed.append(unit.describe())
+            if index > 0:  # its work (and what it absorbed) now lives in the savepoint below it
+                below = self.units[index - 1]
+                below.absorbed.extend(unit.absorbed)
+                if unit.wrote:
+                    below.absorbed.append(unit.describe())
             if self.top is unit:
                 try:
                     do_release()

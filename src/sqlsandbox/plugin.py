@@ -139,6 +139,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             )
         for line in run.blocker.blocked[:10]:
             tr.write_line(f"Blocked: {line}")
+    if run.removed_stale:
+        tr.write_line(
+            f"Removed {len(run.removed_stale)} database(s) left by killed runs: {', '.join(run.removed_stale)}"
+        )
     if run.finish_error:
         tr.write_line(f"The end-of-run check failed: {run.finish_error}", red=True)
     if run.leftovers:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -61,8 +61,12 @@ def test_database_name(url: URL, suffix: str = "") -> str:
     """test_<name>_<run id>[_<xdist worker>]: unique per run, so concurrent runs, nested pytest runs and
     CI shards never share (or drop) each other's database."""
     base = base_name(url)
-    name = re.sub(r"[^A-Za-z0-9_]", "_", f"test_{base}{suffix}")
+    name = re.sub(r"[^A-Za-z0-9_]", "_", f"{base}{suffix}")
     return name[:63]
+
+
+def _like_prefix(base: str) -> str:
+    return base.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "\\_%"
 
 
 def _mark_text() -> str:
@@ -221,7 +225,7 @@ class PostgresProvisioner(Provisioner):
                     "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
                     "WHERE datname LIKE :prefix"
                 ),
-                {"prefix": base_name(self.server_url) + "%"},
+                {"prefix": _like_prefix(base_name(self.server_url))},
             ).all()
             for other, other_mark in rows:
                 if other != name and is_stale(other_mark):
@@ -273,7 +277,7 @@ class MySQLProvisioner(Provisioner):
         def work(conn: Connection) -> None:
             others = conn.execute(
                 text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
-                {"p": base_name(self.server_url) + "%"},
+                {"p": _like_prefix(base_name(self.server_url))},
             ).scalars()
             for other in list(others):
                 if other != name and self._state(conn, other) == "ours":
@@ -328,7 +332,3 @@ class SQLiteProvisioner(Provisioner):
         folder = Path(str(test_url.database)).parent
         if Path(folder, MARKER_TABLE).exists():
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def describe(url: URL) -> dict[str, Any]:
-    return {"dialect": drivers.family(url), "url": safe_url(url)}

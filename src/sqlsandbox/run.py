@@ -40,6 +40,7 @@ class Run:
         self.leftovers: dict[str, tuple[int, int]] = {}
         self.blocker = Blocker()
         self.finish_error: str | None = None
+        self.removed_stale: list[str] = []
 
     @property
     def started(self) -> bool:
@@ -65,6 +66,7 @@ class Run:
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
         name = provision.test_database_name(self.server_url, suffix)
         db = TestDatabase(self.server_url, name)
+        self.removed_stale = db.provisioner.removed_stale
         self.blocker.allow_database(str(db.url.database))
         try:
             if self.settings.alembic:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import MetaData
-from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
@@ -29,7 +29,6 @@ from .faults import Faults
 from .guards import (
     UnitStack,
     call_site,
-    describe_loop,
     forget_held_units,
     in_greenlet,
     is_transaction_control,
@@ -138,9 +137,7 @@ class Sandbox:
         self.units = UnitStack(lock_timeout, self._problem)
         self.problems: list[str] = []
         self.statements = 0
-        self.started_at = time.perf_counter()
         self._root: Connection | None = None
-        self._outer: RootTransaction | None = None
         self._flavor: Flavor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()
@@ -312,7 +309,7 @@ class Sandbox:
         flavor: Flavor = "async" if conn.engine.dialect.is_async else "sync"
         if self.closed:
             raise SandboxClosedError(
-                f"A connection opened at {conn.opened_at} was used after its test ended.",
+                f"A connection was used after its test ended (at {call_site()}).",
                 fix="keep sessions and connections inside the test that made them.",
             )
         if self._root is not None and (self._root_dead or self._root.invalidated):
@@ -338,14 +335,12 @@ class Sandbox:
                 fix="await session.run_sync(fn) / await connection.run_sync(fn) to run sync code, "
                 "or use a sync test with db_session.",
             )
-        if flavor == "sync":
-            self._thread = threading.get_ident()
         root = self._keeper.take(flavor, loop)
         if root is None:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         root._sqlsandbox_root = True  # type: ignore[attr-defined]
-        self._outer = root.begin()
+        root.begin()  # the outer transaction: never committed, rolled back at the end
 
     def _real_connection(self, engine: Engine) -> Connection:
         conn = Engine.connect(engine)
@@ -411,11 +406,9 @@ class Sandbox:
         if not isinstance(conn, JoinedConnection):
             return  # the root's own BEGIN, or a connection of sqlsandbox's outside the sandbox
         site = call_site
-        if is_transaction_control(statement):
-            message = (
-                f"{statement.split()[0].upper()} issued as SQL at {site(3)} would end the sandbox's "
-                "transaction."
-            )
+        if is_transaction_control(statement, conn.dialect.name):
+            verb = statement.strip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+            message = f"{verb} issued as SQL at {site(3)} would end the sandbox's transaction."
             self._problem(message)
             raise SandboxEscapeError(
                 message,
@@ -473,7 +466,3 @@ class Sandbox:
                 fix="commit through sessions or connections from the sandbox fixtures or bound "
                 "factories: their commit releases a savepoint.",
             )
-
-    def describe(self) -> str:
-        where = describe_loop(self._loop) if self._flavor == "async" else "test thread"
-        return f"<Sandbox {self.nodeid} {self._flavor or 'unused'} on {where}>"

@@ -75,5 +75,5 @@ def make_client(app: Any, base_url: str = "http://testserver") -> Any:
 def close_client(client: Any) -> None:
     """At teardown, in the loop the app ran in: close the client, then run the lifespan shutdown."""
     transport: LifespanTransport = client._sqlsandbox_transport
-    transport.bound._closers.insert(0, client.aclose)
+    transport.bound._closers.append(client.aclose)  # closers run last-first: the client, then the lifespan
     transport.bound.close()
