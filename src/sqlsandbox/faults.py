@@ -179,12 +179,12 @@ class Faults:
 
     # --- called by the sandbox ------------------------------------------------------------------
     def before_statement(
-        self, conn: Connection, cursor: Any, statement: str, parameters: Any
+        self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any
     ) -> tuple[str, Any]:
         for fault in self.armed:
             if fault.on == "statement" and fault.matches(statement) and fault.strike():
                 fault.log.append(statement)
-                return self._raise_or_rewrite(conn, cursor, fault, statement, parameters)
+                return self._raise_or_rewrite(conn, cursor, fault, statement, parameters, context)
         return statement, parameters
 
     def before_commit(self, conn: Connection) -> None:
@@ -197,7 +197,7 @@ class Faults:
                 conn._handle_dbapi_exception(error, None, None, None, None)  # wraps and raises
 
     def _raise_or_rewrite(
-        self, conn: Connection, cursor: Any, fault: Fault, statement: str, parameters: Any
+        self, conn: Connection, cursor: Any, fault: Fault, statement: str, parameters: Any, context: Any
     ) -> tuple[str, Any]:
         family = conn.dialect.name
         if fault.error == "timeout" and family == "postgresql":
@@ -207,7 +207,10 @@ class Faults:
             return "SET STATEMENT max_statement_time=0.001 FOR SELECT SLEEP(5)", _empty_like(parameters)
         if fault.error == "disconnect" and self._terminate_for_real(conn, cursor):
             return statement, parameters  # the driver now meets a dead connection, for real
-        raise _driver_error(conn, fault.error)
+        # SQLAlchemy's own handling: wraps the driver error (IntegrityError, OperationalError...) with the
+        # statement and parameters, runs handle_error listeners, and raises; on 2.0 and 2.1 alike.
+        conn._handle_dbapi_exception(_driver_error(conn, fault.error), statement, parameters, cursor, context)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _terminate_for_real(self, conn: Connection, cursor: Any) -> bool:
         family = conn.dialect.name

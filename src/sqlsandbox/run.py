@@ -132,7 +132,7 @@ def _before_cursor_execute(
     if current is not None:
         current.before_statement(conn, statement, context)
         if current._faults_armed:
-            return current.rewrite_statement(conn, cursor, statement, parameters)
+            return current.rewrite_statement(conn, cursor, statement, parameters, context)
     return statement, parameters
 
 

@@ -428,10 +428,10 @@ class Sandbox:
             context._sqlsandbox_started = time.perf_counter()
 
     def rewrite_statement(
-        self, conn: Connection, cursor: Any, statement: str, parameters: Any
+        self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any
     ) -> tuple[str, Any]:
-        if self._faults_armed and isinstance(conn, JoinedConnection):
-            return self.faults.before_statement(conn, cursor, statement, parameters)
+        if isinstance(conn, JoinedConnection):
+            return self.faults.before_statement(conn, cursor, statement, parameters, context)
         return statement, parameters
 
     def after_statement(
