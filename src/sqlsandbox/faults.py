@@ -209,7 +209,16 @@ class Faults:
             return statement, parameters  # the driver now meets a dead connection, for real
         # SQLAlchemy's own handling: wraps the driver error (IntegrityError, OperationalError...) with the
         # statement and parameters, runs handle_error listeners, and raises; on 2.0 and 2.1 alike.
-        conn._handle_dbapi_exception(_driver_error(conn, fault.error), statement, parameters, cursor, context)
+        # An insertmanyvalues batch is a sub-execution: its parameters are one batch, not a list of sets.
+        style = getattr(getattr(context, "execute_style", None), "name", "")
+        conn._handle_dbapi_exception(
+            _driver_error(conn, fault.error),
+            statement,
+            parameters,
+            cursor,
+            context,
+            is_sub_exec=style == "INSERTMANYVALUES",
+        )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _terminate_for_real(self, conn: Connection, cursor: Any) -> bool:

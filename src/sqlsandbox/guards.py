@@ -145,7 +145,10 @@ def explain_driver_error(exc: BaseException | None) -> str:
     """Plain words for the asyncio drivers' errors about concurrent or cross-loop use, or ''."""
     seen = 0
     while exc is not None and seen < 6:
-        message = str(exc)
+        try:
+            message = str(exc)
+        except Exception:  # some exceptions cannot even render (seen with SQLAlchemy 2.0 parameters)
+            message = repr(getattr(exc, "orig", "")) or type(exc).__name__
         if any(marker in message for marker in _CONCURRENT_USE):
             break
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
@@ -163,7 +166,7 @@ def explain_driver_error(exc: BaseException | None) -> str:
         tb = tb.tb_next
     where = f" The failing call: {frames[-1]}." if frames else ""
     return (
-        f"The driver says: {str(exc).strip()!r}.{where}\n"
+        f"The driver says: {message.strip()!r}.{where}\n"
         "What it means: one asyncio database connection was used by two operations at once, or from an "
         "event loop other than the one that opened it. Typical causes: an engine, session or connection "
         "created in a fixture of wider scope (session/module) and used by a test on a function-scoped loop; "
