@@ -77,3 +77,44 @@ def test_missing_alembic_ini_is_one_clear_message(pytester: pytest.Pytester) -> 
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*sqlsandbox_alembic names *nope/alembic.ini*, which is not a file.*"])
+
+
+MODELS = """
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+class Base(DeclarativeBase):
+    pass
+
+class Widget(Base):
+    __tablename__ = "widgets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), nullable=True)
+    colour: Mapped[str] = mapped_column(String(20), nullable=True)  # no migration adds it
+"""
+
+
+@pytest.mark.parametrize("with_colour", [False, True])
+def test_models_and_migrations_must_agree(pytester: pytest.Pytester, with_colour: bool) -> None:
+    (pytester.path / "migrations" / "versions").mkdir(parents=True)
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    migration = MIGRATION
+    if with_colour:
+        migration = migration.replace(
+            'sa.Column("name", sa.String(20))',
+            'sa.Column("name", sa.String(20)), sa.Column("colour", sa.String(20))',
+        )
+    (pytester.path / "migrations" / "versions" / "0001_widgets.py").write_text(migration)
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    pytester.makepyfile(models=MODELS, test_x="def test_x(db_session): pass\n")
+    pytester.makeini(
+        "[pytest]\npythonpath = .\nasyncio_default_fixture_loop_scope = function\n"
+        "sqlsandbox_alembic = alembic.ini\nsqlsandbox_metadata = models:Base\n"
+        "sqlsandbox_check_migrations = true\n"
+    )
+    result = pytester.runpytest_subprocess()
+    if with_colour:
+        result.assert_outcomes(passed=1)
+    else:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*The models and the migrations disagree (1 difference(s)):*", "*colour*"])

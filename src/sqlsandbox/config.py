@@ -59,6 +59,13 @@ OPTIONS: tuple[Option, ...] = (
         "string",
         "Path to an alembic.ini: the schema is built by `alembic upgrade head` instead of create_all.",
     ),
+    Option(
+        "check_migrations",
+        "bool",
+        "With sqlsandbox_alembic: fail at start-up when the models (sqlsandbox_metadata) and the "
+        "migrations disagree, listing the differences (as alembic autogenerate sees them).",
+        False,
+    ),
     Option("asgi_app", "string", "'package.module:attr' of the ASGI app behind asgi_client."),
     Option(
         "lock_timeout",
@@ -76,6 +83,7 @@ class Settings:
     metadata: tuple[str, ...]
     bind: tuple[str, ...]
     alembic: str | None
+    check_migrations: bool
     asgi_app: str | None
     lock_timeout: float
 
@@ -100,6 +108,12 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
             return _split(raw)
         return tuple(str(item).strip() for item in raw if str(item).strip())
     text = str(raw).strip()
+    if opt.kind == "bool":
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{source} is {text!r}, which is not true or false.", fix="use true or false.")
     if opt.kind == "float":
         try:
             return float(text)

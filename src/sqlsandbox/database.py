@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from . import drivers, provision
-from .errors import DriverMissingError
+from .errors import ConfigError, DriverMissingError
 
 
 def _sqlite_recipe(engine: Engine) -> None:
@@ -137,6 +137,32 @@ class TestDatabase:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
+
+    def check_models_match_migrations(self, metadatas: Iterable[MetaData]) -> None:
+        """Compare the migrated schema with the models, as alembic autogenerate would."""
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        metas = list(metadatas)
+
+        def diff(conn: Connection) -> list[str]:
+            found: list[str] = []
+            for metadata in metas:
+                # sqlsandbox's own marker table (MariaDB/MySQL) is not the project's schema
+                opts = {"include_name": lambda name, kind, _: name != provision.MARKER_TABLE}
+                for entry in compare_metadata(MigrationContext.configure(conn, opts=opts), metadata):
+                    found.append(repr(entry))
+            return found
+
+        differences = self.run(diff)
+        if differences:
+            listing = "\n  ".join(differences[:20])
+            raise ConfigError(
+                f"The models and the migrations disagree ({len(differences)} difference(s)):\n  {listing}",
+                why="sqlsandbox_check_migrations compares the schema `alembic upgrade head` built with "
+                "sqlsandbox_metadata, as `alembic revision --autogenerate` would.",
+                fix="write the missing migration (alembic revision --autogenerate), or fix the models.",
+            )
 
     def build_schema(self, metadatas: Iterable[MetaData]) -> None:
         metas = list(metadatas)

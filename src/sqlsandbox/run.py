@@ -71,6 +71,8 @@ class Run:
         try:
             if self.settings.alembic:
                 db.upgrade_with_alembic(_alembic_ini(self.settings.alembic, self.rootdir))
+                if self.settings.check_migrations:
+                    db.check_models_match_migrations(self.metadatas)
             db.build_schema(self.metadatas)
             db.add_engine_setup(_install_guards)
         except BaseException:
