@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
@@ -144,3 +146,15 @@ def build_schema(dbname: str) -> None:
             Base.metadata.create_all(conn)
     finally:
         engine.dispose()
+
+
+def provisioned_engines(*, with_schema: bool = True) -> Iterator[SimpleNamespace]:
+    """The benchmark database for a strategy's session fixture: created (with the schema unless the
+    strategy builds it per test), its engines yielded, then dropped."""
+    create_db(DB)
+    if with_schema:
+        build_schema(DB)
+    engines = SimpleNamespace(sync=sync_engine(DB), async_=async_engine(DB))
+    yield engines
+    engines.sync.dispose()
+    drop_db(DB)

@@ -19,12 +19,7 @@ from sqlalchemy.orm import Session
 
 @pytest.fixture(scope="session")
 def bench_engines() -> Iterator[SimpleNamespace]:
-    bc.create_db(bc.DB)
-    bc.build_schema(bc.DB)
-    engines = SimpleNamespace(sync=bc.sync_engine(bc.DB), async_=bc.async_engine(bc.DB))
-    yield engines
-    engines.sync.dispose()
-    bc.drop_db(bc.DB)
+    yield from bc.provisioned_engines()
 
 
 @pytest.fixture
