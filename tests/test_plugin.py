@@ -57,24 +57,24 @@ def test_bound_factory_joins_and_is_restored(project: pytest.Pytester) -> None:
 
         def test_again_clean(db_session):
             assert db_session.query(Item).count() == 0
-
-        def test_restored_after(request):
-            pass
-
-        def pytest_sessionfinish_check():
-            pass
         """
     )
     project.makeconftest(
         """
+        import pathlib
         import appmodels
-        def pytest_unconfigure(config):
-            assert appmodels.SessionLocal.kw["bind"] is appmodels.engine
-            assert "connect" not in vars(appmodels.engine)
+
+        def pytest_runtest_logfinish(nodeid, location):
+            # after each test's teardown: the app's factory and engine are as the app made them
+            restored = appmodels.SessionLocal.kw["bind"] is appmodels.engine
+            restored = restored and "connect" not in vars(appmodels.engine)
+            with open(pathlib.Path(__file__).parent / "restored.txt", "a") as out:
+                out.write(f"{restored}\\n")
         """
     )
     result = project.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=3)
+    assert (project.path / "restored.txt").read_text().split() == ["True", "True"]
+    result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*Every table is as the schema build left it.*"])
 
 
