@@ -102,7 +102,7 @@ def test_a_task_waiting_on_the_tests_open_transaction_is_a_named_deadlock(projec
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*SandboxDeadlockError: Opening sqlsandbox_sp_2 * waited 0.5s for the unit of work sqlsandbox_sp_1 "
+            "*SandboxDeadlockError: Opening sqlsandbox_sp_* * waited 0.5s for the unit of work sqlsandbox_sp_* "
             "opened by task * at *test_a_task_waiting*.py:12 in test_open_transaction_then_await_other_task()*",
             "*That task is now at:*",
             "*test_a_task_waiting*.py:14 in test_open_transaction_then_await_other_task()",

@@ -192,6 +192,12 @@ def test_killed_runs_are_cleaned_and_foreign_databases_never_touched(project: py
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {theirs}"))
             conn.execute(text(f"DROP DATABASE IF EXISTS {killed}"))
+            templates = conn.execute(  # the schema template this project's run kept
+                text("SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE :m"),
+                {"m": f"%of test_{tag};%"},
+            ).scalars()
+            for name in list(templates):
+                conn.execute(text(f'DROP DATABASE "{name}"'))
         admin.dispose()
 
 

@@ -10,9 +10,11 @@ from .errors import (
     SandboxError,
     SandboxEscapeError,
     SandboxInterleavingError,
+    SandboxLayerError,
     SandboxLoopError,
     ServerUnreachableError,
 )
+from .layers import seed
 from .sandbox import Sandbox
 
 __version__ = "0.1.0"
@@ -27,7 +29,9 @@ __all__ = [
     "SandboxError",
     "SandboxEscapeError",
     "SandboxInterleavingError",
+    "SandboxLayerError",
     "SandboxLoopError",
     "ServerUnreachableError",
     "__version__",
+    "seed",
 ]

@@ -20,6 +20,7 @@ class Option:
     kind: Kind
     help: str
     default: Any = None
+    flag: bool = False  # on the command line a bare flag, taking no value
 
     @property
     def ini(self) -> str:
@@ -66,6 +67,14 @@ OPTIONS: tuple[Option, ...] = (
         "migrations disagree, listing the differences (as alembic autogenerate sees them).",
         False,
     ),
+    Option(
+        "rebuild",
+        "bool",
+        "Build the schema afresh instead of cloning the template an earlier run kept (templates are "
+        "rebuilt by themselves when models or migrations change; this is for changes they cannot see).",
+        False,
+        flag=True,
+    ),
     Option("asgi_app", "string", "'package.module:attr' of the ASGI app behind asgi_client."),
     Option(
         "lock_timeout",
@@ -84,6 +93,7 @@ class Settings:
     bind: tuple[str, ...]
     alembic: str | None
     check_migrations: bool
+    rebuild: bool
     asgi_app: str | None
     lock_timeout: float
 
@@ -95,7 +105,8 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.ini, opt.help, type="linelist", default=None)
         else:
             parser.addini(opt.ini, opt.help, type="string", default=None)
-        group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]")
+        extra: dict[str, Any] = {"action": "store_const", "const": "true"} if opt.flag else {}
+        group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]", **extra)
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -39,17 +39,23 @@ class TestDatabase:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, server_url: URL, name: str) -> None:
-        self.server_url = server_url
-        self.provisioner = provision.provisioner_for(server_url)
-        self.url = self.provisioner.create(name)
-        self.family = drivers.family(server_url)
+    def __init__(self, provisioner: provision.Provisioner, url: URL) -> None:
+        """Engines for url, a database the provisioner made (see create())."""
+        self.server_url = provisioner.server_url
+        self.provisioner = provisioner
+        self.url = url
+        self.family = drivers.family(url)
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._listeners: list[Callable[[Engine], None]] = []
         self.baseline: dict[str, int] = {}
         self._has_sync: bool | None = None
         self._no_async: DriverMissingError | None = None
+
+    @classmethod
+    def create(cls, provisioner: provision.Provisioner, name: str, template: URL | None = None) -> TestDatabase:
+        """A new database on the provisioner's server: empty, or a copy of template."""
+        return cls(provisioner, provisioner.create(name, template))
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
         """Run setup on every engine this database makes (event listeners of the guards)."""
@@ -167,12 +173,16 @@ class TestDatabase:
     def build_schema(self, metadatas: Iterable[MetaData]) -> None:
         metas = list(metadatas)
 
-        def create(conn: Connection) -> dict[str, int]:
+        def create(conn: Connection) -> None:
             for metadata in metas:
                 metadata.create_all(conn)
-            return _counts(conn, metas)
 
-        self.baseline = self.run(create)
+        self.run(create)
+
+    def record_baseline(self, metadatas: Iterable[MetaData]) -> None:
+        """The row count per table now (seed rows of migrations included), for the end-of-run check."""
+        metas = list(metadatas)
+        self.baseline = self.run(lambda conn: _counts(conn, metas))
 
     def clean_tables(self, names: list[str]) -> None:
         """Empty these tables and restart their identity sequences (committed-mode clean-up)."""

@@ -53,6 +53,10 @@ class SandboxDeadlockError(SandboxError):
     """A task waited too long for a unit of work that another task holds."""
 
 
+class SandboxLayerError(SandboxError):
+    """A seed layer cannot be used (or made) where it was asked for."""
+
+
 class SandboxClosedError(SandboxError):
     """The sandbox was used after its test ended."""
 

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from . import blocker
 from . import config as config_mod
 from .config import import_string
-from .errors import ConfigError, SandboxError, usage_error
+from .errors import ConfigError, SandboxError, SandboxLayerError, usage_error
 from .guards import explain_driver_error
-from .provision import safe_url
+from .layers import end_unused_layers
 from .run import Run
 from .sandbox import Sandbox
 
@@ -62,7 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", {})  # pytest-xdist: one database per worker
     worker = workerinput.get("workerid", "")
     run_id = str(workerinput.get("testrunuid", ""))[:8]
-    run = Run(settings, worker, Path(str(config.rootpath)), run_id)
+    cache = getattr(config, "cache", None)  # pytest's cache folder keeps SQLite schema templates
+    cache_dir = cache.mkdir("sqlsandbox") if cache is not None else None
+    run = Run(settings, worker, Path(str(config.rootpath)), run_id, cache_dir)
     config.stash[RUN] = run
     blocker.push(run.blocker)
 
@@ -84,6 +86,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         run.blocker.current_test = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Seed layers this test does not use end before its fixtures are set up (see layers.py)."""
+    run = item.config.stash.get(RUN, None)
+    if run is None or not run.keeper.layers:
+        return
+    names = getattr(item, "fixturenames", ())
+    gets_sandbox = (
+        run.settings.bind or SANDBOX_FIXTURES.intersection(names) or item.get_closest_marker("sqlsandbox")
+    )
+    if gets_sandbox:  # a test that cannot reach the database leaves the layers be
+        end_unused_layers(names, run.keeper)
 
 
 def pytest_collection_modifyitems(
@@ -116,7 +132,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is None or not run.started:
         return
     tr = terminalreporter
-    where = safe_url(run.server_url) if run.settings.url else "embedded SQLite"
+    where = run.where
     tr.write_sep("-", "sqlsandbox")
     blocked = len(run.blocker.blocked)
     overheads = [o for _, _, o in run.per_test]
@@ -139,9 +155,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             )
         for line in run.blocker.blocked[:10]:
             tr.write_line(f"Blocked: {line}")
+    if run.schema_note:
+        tr.write_line(f"Test database {run.database_name}: {run.schema_note}.")
     if run.removed_stale:
         tr.write_line(
-            f"Removed {len(run.removed_stale)} database(s) left by killed runs: {', '.join(run.removed_stale)}"
+            f"Cleaned up after killed runs ({len(run.removed_stale)}): {', '.join(run.removed_stale)}"
         )
     if run.finish_error:
         tr.write_line(f"The end-of-run check failed: {run.finish_error}", red=True)
@@ -224,6 +242,14 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     started = time.perf_counter()
     marker = request.node.get_closest_marker("sqlsandbox")
     committed = bool(marker.kwargs.get("committed", False)) if marker is not None else False
+    if committed and run.keeper.layers:
+        raise SandboxLayerError(
+            f"{request.node.nodeid} is marked committed=True and runs inside seed layer "
+            f"{run.keeper.layers[-1].name!r}.",
+            why="a layer's rows are uncommitted, in the sandbox connection's open transaction; a committed "
+            "test's own connections could not see them (and on SQLite would wait for its lock).",
+            fix="move committed tests out of the layer's module or class, or seed them in the test itself.",
+        )
     with _hold_event_loop(request) as loop_outlives_test:
         box = Sandbox(
             db,

@@ -8,13 +8,14 @@ we only ever drop, or run DDL in, a database that carries our mark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +30,12 @@ from .errors import ConfigError, DriverMissingError, NotOurDatabaseError, Server
 
 MARK = "sqlsandbox"
 MARKER_TABLE = "_sqlsandbox_owner"
+TEMPLATE_PREFIX = "sqlsandbox_tpl_"
 T = TypeVar("T")
+
+
+class TemplateGone(Exception):
+    """The template to clone was dropped in the meantime (another run replaced it): build it again."""
 
 
 def safe_url(url: URL | str) -> str:
@@ -69,17 +75,81 @@ def _like_prefix(base: str) -> str:
     return base.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "\\_%"
 
 
-def _mark_text() -> str:
-    return f"{MARK}: created by pid {os.getpid()} on {socket.gethostname()} at {time.time():.0f}"
+def _mark_text(template: str = "") -> str:
+    """Our ownership mark. A template's adds `; template <key> of <base>; building|ready; run <id>`."""
+    mark = f"{MARK}: created by pid {os.getpid()} on {socket.gethostname()} at {time.time():.0f}"
+    return f"{mark}; template {template}" if template else mark
 
 
 _MARK_RE = re.compile(rf"^{MARK}: created by pid (\d+) on (\S+) at")
 
 
+def user_tag() -> str:
+    """Names this user's folders under the shared temp dir, so two users on one machine never share one."""
+    geteuid = getattr(os, "geteuid", None)
+    return str(geteuid()) if geteuid is not None else re.sub(r"\W", "_", os.environ.get("USERNAME", "user"))
+
+
+def template_name(key: str, run_id: str) -> str:
+    return f"{TEMPLATE_PREFIX}{key[:16]}_{re.sub(r'[^A-Za-z0-9]', '', run_id)[:8] or 'run'}"
+
+
+def template_mark(key: str, base: str, state: str, run_id: str) -> str:
+    return f"{key[:16]} of {base}; {state}; run {run_id}"
+
+
+def template_is_ready(mark: str | None) -> bool:
+    return bool(mark) and "; template " in str(mark) and "; ready; " in str(mark)
+
+
+def template_run(mark: str | None) -> str:
+    return str(mark or "").rpartition("; run ")[2]
+
+
+def _template_base(mark: str | None) -> str:
+    found = re.search(r"; template \S+ of (\S+);", mark or "")
+    return found.group(1) if found else ""
+
+
+KEEP_TEMPLATES = (
+    8  # per database name: suites or branches sharing one server and name take turns without rebuilds
+)
+
+
+def _mark_time(mark: str | None) -> float:
+    found = re.search(r" at (\d+)", mark or "")
+    return float(found.group(1)) if found else 0.0
+
+
+def _template_key(mark: str | None) -> str:
+    found = re.search(r"; template (\S+) of ", mark or "")
+    return found.group(1) if found else ""
+
+
+def surplus_templates(marked: Sequence[tuple[str, str | None]], base: str, keep: str, key: str) -> list[str]:
+    """Templates to drop once `keep` (of key) is built: older ones of the same key, and this project's
+    beyond the newest KEEP_TEMPLATES."""
+    ready = [(name, mark) for name, mark in marked if name != keep and template_is_ready(mark)]
+    same_key = [name for name, mark in ready if _template_key(mark) == key[:16]]
+    ours = [(name, mark) for name, mark in ready if _template_base(mark) == base and name not in same_key]
+    ours.sort(key=lambda item: -_mark_time(item[1]))
+    return same_key + [name for name, _ in ours[KEEP_TEMPLATES - 1 :]]
+
+
+def pick_template(marked: Sequence[tuple[str, str | None]], run_id: str) -> tuple[str, str] | None:
+    """The ready template to clone: the one this run built (xdist workers, --sqlsandbox-rebuild), else the
+    newest."""
+    ready = [(name, str(mark)) for name, mark in marked if template_is_ready(mark)]
+    if not ready:
+        return None
+    return max(ready, key=lambda item: (template_run(item[1]) == run_id, _mark_time(item[1])))
+
+
 def is_stale(mark: str | None) -> bool:
-    """A database of ours whose run is gone: made on this host by a process that no longer exists."""
+    """A database of ours whose run is gone: made on this host by a process that no longer exists.
+    A ready template is never stale: outliving its run is its purpose."""
     found = _MARK_RE.match(mark or "")
-    if found is None or found.group(2) != socket.gethostname():
+    if found is None or found.group(2) != socket.gethostname() or template_is_ready(mark):
         return False
     pid = int(found.group(1))
     if pid == os.getpid():
@@ -157,7 +227,8 @@ def _is_connect_error(exc: Exception) -> bool:
 
 
 class Provisioner:
-    """Creates and drops test databases on one dialect family's server."""
+    """Creates and drops test databases, and the schema templates they are cloned from, on one dialect
+    family's server."""
 
     family = ""
 
@@ -165,11 +236,30 @@ class Provisioner:
         self.server_url = server_url
         self.removed_stale: list[str] = []  # databases of killed runs removed while provisioning
 
-    def create(self, name: str) -> URL:
+    def create(self, name: str, template: URL | None = None) -> URL:
+        """A new, marked database; a copy of template (schema and rows) if given."""
         raise NotImplementedError
 
     def drop(self, test_url: URL) -> None:
         raise NotImplementedError
+
+    # templates: a database holding the built schema, found again by the key of what built it
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
+        """A ready template for key and its mark, if there is one (see pick_template)."""
+        raise NotImplementedError
+
+    def create_template(self, key: str, run_id: str) -> URL:
+        """An empty database to build the template for key in (marked as building)."""
+        raise NotImplementedError
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        """Mark a built template ready (returns where it now is), and drop this project's templates of
+        other keys."""
+        raise NotImplementedError
+
+    def can_copy(self, template: URL) -> bool:
+        """Whether clones made by create(template=...) hold everything the template holds."""
+        return True
 
 
 PROVISIONERS: dict[str, type[Provisioner]] = {}
@@ -200,8 +290,38 @@ def _not_ours(name: str, url: URL) -> NotOurDatabaseError:
     )
 
 
+class ServerProvisioner(Provisioner):
+    """What PostgreSQL and MariaDB/MySQL share: marked databases listed by name, leftovers of dead runs
+    dropped, templates found among them."""
+
+    def _admin_url(self) -> URL:
+        raise NotImplementedError
+
+    def _marked(self, conn: Connection, like: str) -> list[tuple[str, str | None]]:
+        """(name, mark) of our databases whose names match like."""
+        raise NotImplementedError
+
+    def _drop_leftover(self, conn: Connection, name: str) -> None:
+        """Drop a dead run's database; IF EXISTS: a concurrent run may be removing it right now."""
+        raise NotImplementedError
+
+    def _drop_stale(self, conn: Connection, like: str, keep: str) -> None:
+        for other, mark in self._marked(conn, like):
+            if other != keep and is_stale(mark):
+                self._drop_leftover(conn, other)
+                self.removed_stale.append(other)
+
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
+        def work(conn: Connection) -> tuple[URL, str] | None:
+            self._drop_stale(conn, _like_prefix(TEMPLATE_PREFIX[:-1]), keep="")  # half-built by dead runs
+            picked = pick_template(self._marked(conn, _like_prefix(TEMPLATE_PREFIX + key[:16])), run_id)
+            return (self.server_url.set(database=picked[0]), picked[1]) if picked else None
+
+        return run_admin(self._admin_url(), work)
+
+
 @register
-class PostgresProvisioner(Provisioner):
+class PostgresProvisioner(ServerProvisioner):
     family = "postgresql"
 
     def _admin_url(self) -> URL:
@@ -218,29 +338,51 @@ class PostgresProvisioner(Provisioner):
             return False
         return row[0] or None
 
-    def create(self, name: str) -> URL:
+    def _marked(self, conn: Connection, like: str) -> list[tuple[str, str | None]]:
+        rows = conn.execute(
+            text(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname LIKE :prefix ORDER BY datname"
+            ),
+            {"prefix": like},
+        ).all()
+        return [(str(name), mark) for name, mark in rows]
+
+    def _drop_leftover(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def create(self, name: str, template: URL | None = None) -> URL:
         def work(conn: Connection) -> None:
-            rows = conn.execute(
-                text(
-                    "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                    "WHERE datname LIKE :prefix"
-                ),
-                {"prefix": _like_prefix(base_name(self.server_url))},
-            ).all()
-            for other, other_mark in rows:
-                if other != name and is_stale(other_mark):
-                    conn.exec_driver_sql(f'DROP DATABASE "{other}" WITH (FORCE)')
-                    self.removed_stale.append(other)
+            self._drop_stale(conn, _like_prefix("test"), keep=name)  # any of ours whose run is dead
             mark = self._mark_of(conn, name)
             if mark is not False:
                 if not (isinstance(mark, str) and mark.startswith(MARK)):
                     raise _not_ours(name, self.server_url)
                 conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if template is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            else:
+                self._clone(conn, name, str(template.database))
             conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{_mark_text()}'")
 
         run_admin(self._admin_url(), work)
         return self.server_url.set(database=name)
+
+    @staticmethod
+    def _clone(conn: Connection, name: str, template: str) -> None:
+        # CREATE DATABASE ... TEMPLATE refuses while anyone is connected to the template; our own
+        # builders have closed theirs, so only a brief overlap (another run's check) is waited out.
+        for attempt in range(50):
+            try:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except DBAPIError as exc:
+                message = str(exc.orig)
+                if "does not exist" in message:
+                    raise TemplateGone(template) from None
+                if "being accessed by other users" not in message or attempt == 49:
+                    raise
+                time.sleep(0.1)
 
     def drop(self, test_url: URL) -> None:
         name = str(test_url.database)
@@ -252,9 +394,43 @@ class PostgresProvisioner(Provisioner):
 
         run_admin(self._admin_url(), work)
 
+    def create_template(self, key: str, run_id: str) -> URL:
+        name = template_name(key, run_id)
+        base = base_name(self.server_url)
+
+        def work(conn: Connection) -> None:
+            mark = self._mark_of(conn, name)
+            if mark is not False:  # a rebuild in this run; a database of that name not ours: refused
+                if not (isinstance(mark, str) and mark.startswith(MARK)):
+                    raise _not_ours(name, self.server_url)
+                conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            mark = _mark_text(template_mark(key, base, "building", run_id))
+            conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+
+        run_admin(self._admin_url(), work)
+        return self.server_url.set(database=name)
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        name = str(template.database)
+        base = base_name(self.server_url)
+
+        def work(conn: Connection) -> None:
+            mark = _mark_text(template_mark(key, base, "ready", run_id))
+            conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+            for other in surplus_templates(
+                self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1])), base, name, key
+            ):
+                # no FORCE: a template being cloned right now is left for the next run
+                with contextlib.suppress(DBAPIError):
+                    conn.exec_driver_sql(f'DROP DATABASE "{other}"')
+
+        run_admin(self._admin_url(), work)
+        return template
+
 
 @register
-class MySQLProvisioner(Provisioner):
+class MySQLProvisioner(ServerProvisioner):
     family = "mysql"
 
     def _admin_url(self) -> URL:
@@ -273,32 +449,101 @@ class MySQLProvisioner(Provisioner):
         ).first()
         return "ours" if marked else "foreign"
 
-    def create(self, name: str) -> URL:
+    def _marked(self, conn: Connection, like: str) -> list[tuple[str, str | None]]:
+        names = conn.execute(
+            text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
+            {"p": like},
+        ).scalars()
+        found = []
+        for name in sorted(names):
+            if self._state(conn, name) == "ours":
+                try:
+                    note = conn.exec_driver_sql(f"SELECT note FROM `{name}`.`{MARKER_TABLE}`").scalar()
+                except DBAPIError:
+                    continue  # dropped by a concurrent run between the listing and this read
+                found.append((str(name), note))
+        return found
+
+    def _drop_leftover(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def _create_marked(self, conn: Connection, name: str, mark: str) -> None:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{MARKER_TABLE}` (note VARCHAR(255))")
+        conn.execute(text(f"INSERT INTO `{name}`.`{MARKER_TABLE}` (note) VALUES (:m)"), {"m": mark})
+
+    def create(self, name: str, template: URL | None = None) -> URL:
         def work(conn: Connection) -> None:
-            others = conn.execute(
-                text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
-                {"p": _like_prefix(base_name(self.server_url))},
-            ).scalars()
-            for other in list(others):
-                if other != name and self._state(conn, other) == "ours":
-                    note = conn.exec_driver_sql(f"SELECT note FROM `{other}`.`{MARKER_TABLE}`").scalar()
-                    if is_stale(note):
-                        conn.exec_driver_sql(f"DROP DATABASE `{other}`")
-                        self.removed_stale.append(other)
+            self._drop_stale(conn, _like_prefix("test"), keep=name)  # any of ours whose run is dead
             state = self._state(conn, name)
             if state == "foreign":
                 raise _not_ours(name, self.server_url)
             if state == "ours":
                 conn.exec_driver_sql(f"DROP DATABASE `{name}`")
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-            conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{MARKER_TABLE}` (note VARCHAR(255))")
-            conn.execute(
-                text(f"INSERT INTO `{name}`.`{MARKER_TABLE}` (note) VALUES (:m)"),
-                {"m": _mark_text()},
-            )
+            if template is not None and self._state(conn, str(template.database)) != "ours":
+                raise TemplateGone(str(template.database))
+            self._create_marked(conn, name, _mark_text())
+            if template is not None:
+                self._copy_tables(conn, str(template.database), name)
 
         run_admin(self._admin_url(), work)
         return self.server_url.set(database=name)
+
+    @staticmethod
+    def _tables(conn: Connection, schema: str, kind: str = "BASE TABLE") -> list[str]:
+        rows = conn.execute(
+            text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+                "AND TABLE_TYPE = :k AND TABLE_NAME != :m ORDER BY TABLE_NAME"
+            ),
+            {"s": schema, "k": kind, "m": MARKER_TABLE},
+        ).scalars()
+        return [str(name) for name in rows]
+
+    def _copy_tables(self, conn: Connection, source: str, target: str) -> None:
+        """MariaDB/MySQL have no CREATE DATABASE ... TEMPLATE: recreate each table from its own DDL
+        (SHOW CREATE TABLE keeps foreign keys, which CREATE TABLE ... LIKE drops) and copy its rows."""
+        conn.exec_driver_sql(f"USE `{target}`")
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+        try:
+            for table in self._tables(conn, source):
+                ddl = conn.exec_driver_sql(f"SHOW CREATE TABLE `{source}`.`{table}`").one()[1]
+                conn.exec_driver_sql(ddl)
+                # generated columns compute themselves: copy only the stored ones
+                columns = ", ".join(
+                    f"`{name}`"
+                    for name in conn.execute(
+                        text(
+                            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s "
+                            "AND TABLE_NAME = :t AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION"
+                        ),
+                        {"s": source, "t": table},
+                    ).scalars()
+                )
+                conn.exec_driver_sql(
+                    f"INSERT INTO `{target}`.`{table}` ({columns}) SELECT {columns} FROM `{source}`.`{table}`"
+                )
+        finally:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+
+    def can_copy(self, template: URL) -> bool:
+        """Tables and rows are copied; views, triggers and routines are not, so such schemas are built
+        for every run instead."""
+        name = str(template.database)
+
+        def work(conn: Connection) -> bool:
+            others = conn.execute(
+                text(
+                    "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+                    "AND TABLE_TYPE != 'BASE TABLE') + (SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = :s) + (SELECT COUNT(*) FROM information_schema.ROUTINES "
+                    "WHERE ROUTINE_SCHEMA = :s)"
+                ),
+                {"s": name},
+            ).scalar()
+            return not others
+
+        return run_admin(self._admin_url(), work)
 
     def drop(self, test_url: URL) -> None:
         name = str(test_url.database)
@@ -309,14 +554,50 @@ class MySQLProvisioner(Provisioner):
 
         run_admin(self._admin_url(), work)
 
+    def create_template(self, key: str, run_id: str) -> URL:
+        name = template_name(key, run_id)
+        base = base_name(self.server_url)
+
+        def work(conn: Connection) -> None:
+            if self._state(conn, name) == "ours":
+                conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+            self._create_marked(conn, name, _mark_text(template_mark(key, base, "building", run_id)))
+
+        run_admin(self._admin_url(), work)
+        return self.server_url.set(database=name)
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        name = str(template.database)
+        base = base_name(self.server_url)
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m"),
+                {"m": _mark_text(template_mark(key, base, "ready", run_id))},
+            )
+            for other in surplus_templates(
+                self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1])), base, name, key
+            ):
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{other}`")
+
+        run_admin(self._admin_url(), work)
+        return template
+
 
 @register
 class SQLiteProvisioner(Provisioner):
-    """A file in a private temp dir: shared by the sync and async drivers, never the app's own file."""
+    """A file in a private temp dir: shared by the sync and async drivers, never the app's own file.
+    Templates are files in the project's cache folder, cloned by copying."""
 
     family = "sqlite"
+    cache_dir: Path | None = None  # set by the run: pytest's cache folder when there is one
 
-    def create(self, name: str) -> URL:
+    def _templates(self) -> Path:
+        folder = self.cache_dir or Path(tempfile.gettempdir(), f"{MARK}-templates-{user_tag()}")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def create(self, name: str, template: URL | None = None) -> URL:
         for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
             try:
                 if is_stale(marker.read_text()):
@@ -326,9 +607,53 @@ class SQLiteProvisioner(Provisioner):
                 continue
         folder = tempfile.mkdtemp(prefix=f"{MARK}-")
         Path(folder, MARKER_TABLE).write_text(_mark_text())
-        return self.server_url.set(database=str(Path(folder, f"{name}.db")))
+        path = Path(folder, f"{name}.db")
+        if template is not None:
+            try:
+                shutil.copyfile(str(template.database), path)
+            except FileNotFoundError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise TemplateGone(str(template.database)) from None
+        return self.server_url.set(database=str(path))
 
     def drop(self, test_url: URL) -> None:
         folder = Path(str(test_url.database)).parent
         if Path(folder, MARKER_TABLE).exists():
             shutil.rmtree(folder, ignore_errors=True)
+        elif folder == self._templates():  # a template that failed to build
+            Path(str(test_url.database)).unlink(missing_ok=True)
+
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
+        path = self._templates() / f"{key[:16]}.db"
+        mark = self._templates() / f"{key[:16]}.mark"
+        try:
+            note = mark.read_text()
+        except OSError:
+            return None
+        if not path.exists() or not template_is_ready(note):
+            return None
+        return self.server_url.set(database=str(path)), note
+
+    def create_template(self, key: str, run_id: str) -> URL:
+        for left in self._templates().glob("*.building-*.db"):  # builds of killed runs
+            pid = left.stem.rpartition("-")[2]
+            if pid.isdigit() and is_stale(f"{MARK}: created by pid {pid} on {socket.gethostname()} at 0"):
+                left.unlink(missing_ok=True)
+        path = self._templates() / f"{key[:16]}.building-{os.getpid()}.db"
+        path.unlink(missing_ok=True)
+        return self.server_url.set(database=str(path))
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        folder = self._templates()
+        base = base_name(self.server_url)
+        # The file first, then its mark: a reader that sees a ready mark finds the finished file.
+        os.replace(str(template.database), folder / f"{key[:16]}.db")
+        (folder / f"{key[:16]}.mark").write_text(_mark_text(template_mark(key, base, "ready", run_id)))
+        marked = []
+        for other in folder.glob("*.mark"):
+            with contextlib.suppress(OSError):
+                marked.append((other.stem, other.read_text()))
+        for stem in surplus_templates(marked, base, key[:16], key):
+            (folder / f"{stem}.mark").unlink(missing_ok=True)
+            (folder / f"{stem}.db").unlink(missing_ok=True)
+        return self.server_url.set(database=str(folder / f"{key[:16]}.db"))

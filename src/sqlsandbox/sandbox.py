@@ -12,11 +12,12 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import MetaData
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
@@ -24,11 +25,18 @@ from sqlalchemy.util import greenlet_spawn
 
 from .binding import Bindings
 from .connection import JoinedConnection
-from .errors import SandboxClosedError, SandboxError, SandboxEscapeError, SandboxLoopError
+from .errors import (
+    SandboxClosedError,
+    SandboxError,
+    SandboxEscapeError,
+    SandboxLayerError,
+    SandboxLoopError,
+)
 from .faults import Faults
 from .guards import (
     UnitStack,
     call_site,
+    describe_loop,
     forget_held_units,
     in_greenlet,
     is_transaction_control,
@@ -44,6 +52,9 @@ if TYPE_CHECKING:
 
 Flavor = Literal["sync", "async"]
 _active: Sandbox | None = None
+# Savepoint names are unique across sandboxes: a seed layer's open savepoints sit below a test's, and
+# MariaDB silently replaces a savepoint of the same name.
+_savepoint_names = itertools.count(1)
 
 
 def active() -> Sandbox | None:
@@ -51,14 +62,81 @@ def active() -> Sandbox | None:
     return _active
 
 
+@dataclass
+class Layer:
+    """Seed data written by a fixture of a wider scope, kept in a transaction (or savepoint) that the
+    sandbox connection holds open until the fixture's scope ends; tests run in savepoints above it."""
+
+    name: str
+    flavor: Flavor
+    loop: asyncio.AbstractEventLoop | None
+    outer: Transaction
+    end: Callable[[], None]  # ends the layer's fixture early (see layers.end_unused_layers)
+
+
 class RootKeeper:
-    """Keeps the sandbox connection open between tests, so a test pays for BEGIN/ROLLBACK, not a connect."""
+    """Keeps the sandbox connection open between tests, so a test pays for BEGIN/ROLLBACK, not a connect.
+    With seed layers active, it keeps the connection inside their open transaction."""
 
     def __init__(self) -> None:
         self.sync: Connection | None = None
         self.async_: tuple[asyncio.AbstractEventLoop, Connection] | None = None
+        self.layers: list[Layer] = []
 
-    def take(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None) -> Connection | None:
+    def check_layers(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, who: str) -> None:
+        """A test (or layer) can only see the layers below it if it runs on their connection."""
+        if not self.layers:
+            return
+        layer = self.layers[-1]
+        if layer.flavor == flavor and layer.loop is loop:
+            return
+        if layer.flavor != flavor:
+            why = (
+                f"its rows live in the open transaction of the {layer.flavor} sandbox connection, and "
+                f"{who} uses the {flavor} one, which cannot see them."
+            )
+            fix = (
+                "write the seed with the same kind of code as the tests that use it (an async seed "
+                "function for async tests, a sync one for sync tests)."
+            )
+        else:
+            why = (
+                f"its rows live in the open transaction of a connection made on {describe_loop(layer.loop)}, "
+                f"and {who} runs on {describe_loop(loop)}; an asyncio connection cannot move between loops."
+            )
+            fix = (
+                "run async tests that use an async seed on pytest-asyncio's session loop: "
+                "@pytest.mark.asyncio(loop_scope='session') (or asyncio_default_test_loop_scope = session)."
+            )
+        raise SandboxLayerError(f"Seed layer {layer.name!r} is active, and {who} cannot use it.", why, fix)
+
+    def push_layer(self, layer: Layer) -> None:
+        self.layers.append(layer)
+
+    def unwind_layer(self, name: str) -> None:
+        """Roll back a layer (its scope ended): its seed data goes, the layers below stay."""
+        index = next((i for i, layer in enumerate(self.layers) if layer.name == name), None)
+        if index is None:
+            return  # its connection was lost (a disconnect): the server already rolled it back
+        # Layers stack in set-up order, not scope order: a session layer set up after a module layer sits
+        # above it. End those fixtures first (pytest seeds them again when next asked), then this one.
+        for above in list(reversed(self.layers[index + 1 :])):
+            above.end()
+        layer = self.layers[index]
+        del self.layers[index:]
+        root = self.sync if layer.flavor == "sync" else (self.async_[1] if self.async_ else None)
+        if root is None or root.invalidated or (layer.loop is not None and layer.loop.is_closed()):
+            return
+        if layer.flavor == "sync":
+            layer.outer.rollback()
+        elif layer.loop is not None and not layer.loop.is_running():
+            layer.loop.run_until_complete(greenlet_spawn(layer.outer.rollback))
+        else:  # cannot run its loop from here: drop the connection, and the layer with it (server side)
+            _discard(root)
+            self.async_ = None
+
+    def take(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, who: str) -> Connection | None:
+        self.check_layers(flavor, loop, who)
         if flavor == "sync":
             root, self.sync = self.sync, None
             return root
@@ -83,6 +161,7 @@ class RootKeeper:
             self.async_ = (loop, root)
 
     def close(self) -> None:
+        self.layers.clear()
         if self.sync is not None:
             _discard(self.sync)
         self.sync = None
@@ -138,11 +217,12 @@ class Sandbox:
         self.problems: list[str] = []
         self.statements = 0
         self._root: Connection | None = None
+        self._outer: Transaction | None = None  # the root's transaction, or a savepoint above seed layers
+        self._layer_error: SandboxLayerError | None = None
         self._flavor: Flavor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.get_ident()
         self._joined: weakref.WeakSet[JoinedConnection] = weakref.WeakSet()
-        self._names = itertools.count(1)
         self._closing = False
         self.closed = False
         self._root_dead = False
@@ -215,7 +295,6 @@ class Sandbox:
 
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
-        global _active
         self._closing = True
         try:
             if self.committed:
@@ -224,15 +303,69 @@ class Sandbox:
             elif self._root is not None:
                 self._finish_root_anywhere()
         finally:
-            for conn in list(self._joined):
-                conn._detach()
-            self.bindings.restore()
-            if _active is self:
-                _active = None
-            forget_held_units()
-            self.closed = True
+            self._let_go()
         if self.problems:
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
+
+    def _let_go(self) -> None:
+        """Detach every joined connection, restore bound factories, stop being the active sandbox: closed."""
+        global _active
+        for conn in list(self._joined):
+            conn._detach()
+        self.bindings.restore()
+        if _active is self:
+            _active = None
+        forget_held_units()
+        self.closed = True
+
+    def keep_as_layer(self, name: str, end: Callable[[], None]) -> None:
+        """End a seed layer's sandbox keeping what it committed: its transaction stays open on the kept
+        connection, and the tests of the layer's scope run in savepoints above it."""
+        self._closing = True
+        try:
+            if self._root is not None:
+                if self._flavor == "sync":
+                    self._freeze_root(name, end)
+                else:
+                    assert self._loop is not None
+                    self._loop.run_until_complete(greenlet_spawn(self._freeze_root, name, end))
+        finally:
+            self._let_go()
+        if self._layer_error is not None:
+            raise self._layer_error
+        if self.problems:
+            raise SandboxError(
+                "The sandbox caught a problem in this seed layer:\n- " + "\n- ".join(self.problems)
+            )
+
+    def _freeze_root(self, name: str, end: Callable[[], None]) -> None:
+        root, self._root = self._root, None
+        assert root is not None and self._flavor is not None and self._outer is not None
+        open_units = list(self.units.units)
+        self.units.clear()
+        if root.invalidated or self._root_dead:
+            _discard(root)
+            self._layer_error = SandboxLayerError(
+                f"Seed layer {name!r} lost its connection while it was being written.",
+                fix="look for a disconnect fault (sandbox.faults) or a server restart during the seed.",
+            )
+            return
+        if any(unit.wrote for unit in open_units):
+            self._outer.rollback()
+            self._keeper.give(self._flavor, self._loop, root)
+            self._layer_error = SandboxLayerError(
+                f"Seed layer {name!r} returned with uncommitted work: "
+                + "; ".join(unit.describe() for unit in open_units if unit.wrote),
+                why="a layer keeps what its seed function committed, as the app's data would be; work "
+                "left in an open transaction is not seed data.",
+                fix="commit the session before the seed function returns (session.commit(), or "
+                "`with session.begin():` / `async with session.begin():`).",
+            )
+            return
+        if open_units:  # read-only transactions left open (an attribute read after commit): end them
+            root._rollback_to_savepoint_impl(open_units[0].savepoint)
+        self._keeper.give(self._flavor, self._loop, root)
+        self._keeper.push_layer(Layer(name, self._flavor, self._loop, self._outer, end))
 
     def _finish_root_anywhere(self) -> None:
         if self._flavor == "sync":
@@ -253,10 +386,11 @@ class Sandbox:
         try:
             if root.invalidated or self._root_dead:
                 root.close()
+                self._lose_layers()
                 return
-            if root.in_transaction():
-                root.rollback()
-            keep = self._flavor == "sync" or self._keep_async_root
+            if self._outer is not None and self._outer.is_active:
+                self._outer.rollback()
+            keep = self._flavor == "sync" or self._keep_async_root or bool(self._keeper.layers)
             if keep:
                 self._keeper.give(self._flavor, self._loop, root)
             else:
@@ -270,7 +404,7 @@ class Sandbox:
         self.problems.append(message)
 
     def _next_savepoint_name(self) -> str:
-        return f"sqlsandbox_sp_{next(self._names)}"
+        return f"sqlsandbox_sp_{next(_savepoint_names)}"
 
     def _new_joined(self, engine: Engine) -> JoinedConnection:
         if self.closed:
@@ -335,12 +469,14 @@ class Sandbox:
                 fix="await session.run_sync(fn) / await connection.run_sync(fn) to run sync code, "
                 "or use a sync test with db_session.",
             )
-        root = self._keeper.take(flavor, loop)
+        root = self._keeper.take(flavor, loop, self.nodeid)
         if root is None:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         root._sqlsandbox_root = True  # type: ignore[attr-defined]
-        root.begin()  # the outer transaction: never committed, rolled back at the end
+        # The outer transaction: never committed, rolled back at the end. Above seed layers (whose
+        # transaction the kept connection holds open) it is a savepoint, so only this test's work goes.
+        self._outer = root.begin_nested() if root.in_transaction() else root.begin()
 
     def _real_connection(self, engine: Engine) -> Connection:
         conn = Engine.connect(engine)
@@ -374,11 +510,19 @@ class Sandbox:
         root, self._root = self._root, None
         assert root is not None
         self.units.clear()
+        self._lose_layers()
         for conn in list(self._joined):
             if conn._dbapi_connection is not None:
                 conn._detach()
         _discard(root)
         self._root_dead = False
+
+    def _lose_layers(self) -> None:
+        """Seed layers lived in a lost connection's transaction: they are gone. End their fixtures, so the
+        next test that asks for them seeds them again instead of running without them."""
+        for layer in list(reversed(self._keeper.layers)):
+            layer.end()
+        self._keeper.layers.clear()
 
     def _mixing_error(self, flavor: Flavor) -> SandboxError:
         have = "an async" if self._flavor == "async" else "a sync"

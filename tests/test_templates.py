@@ -1,0 +1,435 @@
+"""The schema template: built once, reused by later runs and xdist workers, rebuilt when what built it
+changes; and the clean-up of runs killed midway. Inner runs use the server the suite runs against."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Connection, make_url
+
+from sqlsandbox import embedded, provision
+from sqlsandbox.errors import NotOurDatabaseError
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning"),
+    pytest.mark.sqlsandbox_allow_any_database,
+]
+
+# A schema of its own per project (the index name): identical schemas share a template across projects.
+MODELS = """
+from sqlalchemy import Index, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+class Base(DeclarativeBase):
+    pass
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (Index("ix_items_TAG", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20))
+"""
+
+TESTS = """
+from sqlalchemy import inspect, text
+
+def test_schema(db_connection):
+    columns = {c["name"] for c in inspect(db_connection).get_columns("items")}
+    print("COLUMNS", sorted(columns))
+    db_connection.execute(text("INSERT INTO items (id, name) VALUES (1, 'x')"))
+    assert db_connection.execute(text("SELECT count(*) FROM items")).scalar() == 1
+"""
+
+
+def _server() -> str | None:
+    return os.environ.get("SQLSANDBOX_URL") or None
+
+
+@pytest.fixture
+def unique_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
+    """The suite's server with a database name of its own, so the templates of the inner runs are their
+    own even when other runs of this suite share the server; they are dropped afterwards."""
+    server = _server()
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)  # inner runs get the URL from their ini file
+    tag = f"tpl{uuid.uuid4().hex[:8]}"
+    url = make_url(server).set(database=tag) if server else make_url(f"sqlite:///{tag}.db")
+    yield url
+    if server and not embedded.is_embedded(url):  # an embedded server is gone with its templates
+        prov = provision.provisioner_for(url)
+        for name in _templates(url):
+            prov.drop(url.set(database=name))
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, unique_url: URL) -> pytest.Pytester:
+    pytester.makepyfile(appmodels=MODELS.replace("TAG", str(unique_url.database)[:10]), test_schema=TESTS)
+    pytester.makeini(
+        f"""
+        [pytest]
+        pythonpath = .
+        asyncio_default_fixture_loop_scope = function
+        sqlsandbox_metadata = appmodels:Base
+        sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}
+        """
+    )
+    return pytester
+
+
+def _templates(url: URL) -> list[str]:
+    """The ready templates of this project on the server (databases named sqlsandbox_tpl_...)."""
+    prov = provision.provisioner_for(url)
+    base = provision.base_name(url)
+
+    def names(conn: Connection) -> list[str]:
+        found = prov._marked(conn, provision._like_prefix(provision.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
+        return [n for n, mark in found if provision.template_is_ready(mark) and f" of {base};" in (mark or "")]
+
+    return provision.run_admin(prov._admin_url(), names)  # type: ignore[attr-defined]
+
+
+def _note(result: pytest.RunResult) -> str:
+    lines = [line for line in result.outlines if line.startswith("Test database ")]
+    assert len(lines) == 1, result.outlines
+    return lines[0]
+
+
+def test_second_run_clones_the_template(project: pytest.Pytester) -> None:
+    first = project.runpytest("-p", "no:randomly")
+    first.assert_outcomes(passed=1)
+    assert "schema built in" in _note(first) and "kept as template" in _note(first)
+
+    second = project.runpytest("-p", "no:randomly")
+    second.assert_outcomes(passed=1)  # the first run's row is not in the template: the count is 1 again
+    assert "schema cloned from template" in _note(second)
+
+
+def test_a_changed_model_rebuilds_the_template(project: pytest.Pytester) -> None:
+    project.runpytest().assert_outcomes(passed=1)
+    models = (project.path / "appmodels.py").read_text()
+    project.makepyfile(
+        appmodels=models + "\n    colour: Mapped[str] = mapped_column(String(20), nullable=True)\n"
+    )
+    result = project.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    assert "schema built in" in _note(result)
+    assert "COLUMNS ['colour', 'id', 'name']" in str(result.stdout)
+
+
+def test_rebuild_option_builds_afresh(project: pytest.Pytester) -> None:
+    project.runpytest().assert_outcomes(passed=1)
+    result = project.runpytest("--sqlsandbox-rebuild", "test_schema.py")  # a bare flag: the path stays a path
+    result.assert_outcomes(passed=1)
+    assert "schema built in" in _note(result)
+    again = project.runpytest()
+    assert "schema cloned from template" in _note(again)  # the rebuilt one is kept for the next runs
+
+
+def test_rebuild_from_the_environment_and_the_ini_file(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.runpytest().assert_outcomes(passed=1)
+    monkeypatch.setenv("SQLSANDBOX_REBUILD", "1")
+    assert "schema built in" in _note(project.runpytest())
+    monkeypatch.delenv("SQLSANDBOX_REBUILD")
+    assert "schema cloned from template" in _note(project.runpytest())
+    assert "schema built in" in _note(project.runpytest("-o", "sqlsandbox_rebuild=true"))  # never reuse
+
+
+def test_xdist_workers_build_the_template_once(project: pytest.Pytester, unique_url: URL) -> None:
+    if embedded.is_embedded(unique_url):
+        pytest.skip("embedded PostgreSQL: each worker has a server of its own, so a template of its own")
+    project.makepyfile(
+        test_notes="""
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_note(db_session, request, tmp_path_factory, n):
+    from sqlsandbox.plugin import RUN
+    run = request.config.stash[RUN]
+    folder = request.config.rootpath / "notes"
+    folder.mkdir(exist_ok=True)
+    (folder / run.worker).write_text(run.schema_note)
+"""
+    )
+    result = project.runpytest_subprocess("-n", "2", "-p", "no:randomly", "--sqlsandbox-rebuild")
+    result.assert_outcomes(passed=5)
+    notes = [p.read_text() for p in Path(project.path).rglob("notes/gw*")]
+    assert len(notes) == 2, notes
+    assert sorted(note.split(" ", 2)[1] for note in notes) == ["built", "cloned"], notes
+
+
+def test_a_changed_migration_rebuilds_the_template(pytester: pytest.Pytester, unique_url: URL) -> None:
+    (pytester.path / "migrations" / "versions").mkdir(parents=True)
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
+        MIGRATION.format(seed="one", tag=unique_url.database)
+    )
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    pytester.makeini(
+        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
+        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
+    )
+    pytester.makepyfile(
+        """
+        from sqlalchemy import text
+
+        def test_seed(db_connection):
+            print("SEED", db_connection.execute(text("SELECT name FROM widgets")).scalars().all())
+        """
+    )
+    first = pytester.runpytest("-s")
+    assert "schema built in" in _note(first)
+    assert "SEED ['one']" in str(first.stdout)
+    same = pytester.runpytest("-s")
+    assert "schema cloned from template" in _note(same)
+    assert "SEED ['one']" in str(same.stdout)
+    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
+        MIGRATION.format(seed="second", tag=unique_url.database)
+    )
+    changed = pytester.runpytest("-s")
+    assert "schema built in" in _note(changed)
+    assert "SEED ['second']" in str(changed.stdout)
+
+
+ENV_PY = """
+from alembic import context
+config = context.config
+connection = config.attributes["connection"]
+context.configure(connection=connection, target_metadata=None)
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+MIGRATION = """# {tag}
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+def upgrade():
+    op.create_table("widgets", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)))
+    op.execute("INSERT INTO widgets (name) VALUES ('{seed}')")
+"""
+
+
+def _database_exists(url: URL, name: str) -> bool:
+    if provision.drivers.family(url) == "sqlite":
+        return Path(name).exists()
+    admin = provision.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
+    engine = create_engine(provision.drivers.sync_url(admin), isolation_level="AUTOCOMMIT")
+    query = (
+        "SELECT 1 FROM pg_database WHERE datname = :n"
+        if engine.dialect.name == "postgresql"
+        else "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :n"
+    )
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(query), {"n": name}).first() is not None
+    finally:
+        engine.dispose()
+
+
+def test_a_run_killed_midway_is_cleaned_up_by_the_next(project: pytest.Pytester, unique_url: URL) -> None:
+    if embedded.is_embedded(unique_url):
+        pytest.skip("embedded PostgreSQL: test_embedded kills a run and checks its server is stopped")
+    project.makepyfile(
+        test_schema="""
+import sys
+
+def test_hangs(sandbox, db_connection):
+    from sqlalchemy import text
+    db_connection.execute(text("INSERT INTO items (id, name) VALUES (1, 'x')"))
+    print("DATABASE", sandbox.db.url.database, flush=True)
+    sys.stdin.readline()  # blocks until the outer test kills this run
+"""
+    )
+    env = {**os.environ, "PYTHONPATH": str(project.path)}
+    env.pop("SQLSANDBOX_URL", None)
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=project.path,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert killed.stdout is not None
+        database = ""
+        for line in killed.stdout:  # the inner test says when it is inside its sandbox
+            if "DATABASE " in line:
+                database = line.split("DATABASE ", 1)[1].strip()
+                break
+        assert database, "the inner run never reached its test"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert _database_exists(unique_url, database)  # left behind
+
+    project.makepyfile(test_schema=TESTS)
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    if "Cleaned up after killed runs" not in str(result.stdout):
+        # under xdist another worker's inner run may have cleaned up first; alone, this run must have
+        assert os.environ.get("PYTEST_XDIST_WORKER"), str(result.stdout)
+    assert not _database_exists(unique_url, database)
+
+
+def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
+    """A template left half-built by a killed run (marked 'building' by a dead process) is dropped by the
+    next run that looks for that template, and never cloned."""
+    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+        pytest.skip("server databases only (a SQLite template is renamed into place only once built)")
+    prov = provision.provisioner_for(unique_url)
+    key = uuid.uuid4().hex
+    name = provision.template_name(key, "deadrun")
+    base = provision.base_name(unique_url)
+    dead = f"sqlsandbox: created by pid 999999 on {socket.gethostname()} at 0; template "
+    mark = dead + provision.template_mark(key, base, "building", "deadrun")
+
+    def plant(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+        else:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+            conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{provision.MARKER_TABLE}` (note VARCHAR(255))")
+            conn.execute(text(f"INSERT INTO `{name}`.`{provision.MARKER_TABLE}` VALUES (:m)"), {"m": mark})
+
+    provision.run_admin(prov._admin_url(), plant)  # type: ignore[attr-defined]
+    assert _database_exists(unique_url, name)
+    assert prov.find_template(key) is None  # not ready: never used
+    assert not _database_exists(unique_url, name)  # and its builder is dead: removed
+    # under xdist another worker's run may have removed it first; alone, this run must have
+    assert name in prov.removed_stale or os.environ.get("PYTEST_XDIST_WORKER")
+
+
+KEY_SCRIPT = """
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, UniqueConstraint
+from sqlalchemy.engine import make_url
+from sqlsandbox.templates import SchemaSource
+
+metadata = MetaData()
+Table("a", metadata, Column("id", Integer, primary_key=True))
+Table("b", metadata, Column("id", Integer, primary_key=True))
+Table(
+    "c", metadata, Column("id", Integer, primary_key=True),
+    Column("a_id", ForeignKey("a.id"), index=True), Column("b_id", ForeignKey("b.id"), index=True),
+    Column("a2_id", ForeignKey("a.id"), index=True), Column("n", Integer, index=True),
+    UniqueConstraint("a_id", "b_id"), UniqueConstraint("b_id", "a2_id"),
+)
+print(SchemaSource([metadata]).key(make_url("postgresql://x@y/z")))
+"""
+
+
+def test_the_key_is_the_same_in_every_process() -> None:
+    """SQLAlchemy emits a table's indexes in set order, which string-hash randomisation changes from
+    process to process: the key must not (or every run would rebuild)."""
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", KEY_SCRIPT],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert len(keys) == 1, keys
+
+
+GENERATED_MIGRATION = """# {tag}
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+def upgrade():
+    op.create_table(
+        "order_lines",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("qty", sa.Integer),
+        sa.Column("price", sa.Integer),
+        sa.Column("total", sa.Integer, sa.Computed("qty * price", persisted=True)),
+    )
+    op.execute("INSERT INTO order_lines (id, qty, price) VALUES (1, 3, 4)")
+"""
+
+
+def test_generated_columns_survive_the_clone(pytester: pytest.Pytester, unique_url: URL) -> None:
+    """The template holds a row with a generated column: the MariaDB/MySQL copy leaves that column to the
+    server (MySQL refuses values for it; MariaDB warns); every database has it computed in the clone."""
+    (pytester.path / "migrations" / "versions").mkdir(parents=True)
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
+        GENERATED_MIGRATION.format(tag=unique_url.database)
+    )
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    pytester.makeini(
+        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
+        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
+    )
+    pytester.makepyfile(
+        """
+        from sqlalchemy import text
+
+        def test_total(db_connection):
+            db_connection.execute(text("INSERT INTO order_lines (id, qty, price) VALUES (2, 5, 6)"))
+            totals = db_connection.execute(text("SELECT total FROM order_lines ORDER BY id")).scalars().all()
+            assert totals == [12, 30]
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    second = pytester.runpytest()
+    second.assert_outcomes(passed=1)
+    assert "schema cloned from template" in _note(second)
+
+
+def test_a_database_not_ours_with_a_templates_name_is_refused(unique_url: URL) -> None:
+    if provision.drivers.family(unique_url) != "postgresql" or embedded.is_embedded(unique_url):
+        pytest.skip("PostgreSQL server only")
+    prov = provision.provisioner_for(unique_url)
+    key, run_id = uuid.uuid4().hex, "theirs"
+    name = provision.template_name(key, run_id)
+    provision.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'CREATE DATABASE "{name}"'))  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(NotOurDatabaseError):
+            prov.create_template(key, run_id)
+        assert _database_exists(unique_url, name)  # untouched
+    finally:
+        provision.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'DROP DATABASE "{name}"'))  # type: ignore[attr-defined]
+
+
+def _ready(key: str, base: str, at: int, run: str = "r") -> str:
+    return f"sqlsandbox: created by pid 1 on h at {at}; template {key} of {base}; ready; run {run}"
+
+
+def test_which_templates_are_kept_and_which_is_cloned() -> None:
+    """Per database name the newest KEEP_TEMPLATES stay (the one just built among them); older ones of the
+    same key always go; another project's are never counted. The clone source is this run's, else the
+    newest."""
+    ours = [(f"t{i}", _ready(f"k{i}", "test_app", at=i)) for i in range(12)]
+    theirs = [("x", _ready("kx", "test_other", at=0))]
+    same_key_older = [("old", _ready("k11", "test_app", at=-5))]
+    surplus = provision.surplus_templates(ours + theirs + same_key_older, "test_app", "t11", "k11")
+    kept = {name for name, _ in ours} - set(surplus)
+    assert kept == {"t11", "t10", "t9", "t8", "t7", "t6", "t5", "t4"}  # 8, newest first
+    assert "old" in surplus and "x" not in surplus
+    marked = [("a", _ready("k", "b", at=5, run="mine")), ("b", _ready("k", "b", at=9)), ("c", "building")]
+    assert provision.pick_template(marked, "mine") == ("a", marked[0][1])
+    assert provision.pick_template(marked, "other") == ("b", marked[1][1])
+    assert provision.pick_template([("c", "building")], "") is None
