@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG = os.environ.get("SQLSANDBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/sqlsandbox")
 MARIA = os.environ.get("SQLSANDBOX_TEST_MARIADB", "mysql://root@127.0.0.1:3306/sqlsandbox")
+EMBEDDED = "postgresql+embedded:///sqlsandbox"
 EXAMPLES = ["ops_core", "biomapper", "atom"]
 
 
@@ -60,8 +61,21 @@ def main() -> int:
             steps.append(
                 (f"{example} on {label}", [PY, "-m", "pytest", "-q"], ROOT / "examples" / example, url)
             )
-    # parallel workers, each with its own database
-    steps.append(("plugin suite with -n 2", [PY, "-m", "pytest", "-q", "-n", "2", "tests"], ROOT, None))
+    # the reference apps on a throwaway PostgreSQL started for the run (postgresql+embedded://)
+    for example in EXAMPLES:
+        steps.append(
+            (
+                f"{example} on embedded postgresql",
+                [PY, "-m", "pytest", "-q"],
+                ROOT / "examples" / example,
+                EMBEDDED,
+            )
+        )
+    # parallel workers, each with its own database cloned from the one template they build once
+    xdist = [PY, "-m", "pytest", "-q", "-n", "2", "tests"]
+    steps.append(("plugin suite with -n 2", xdist, ROOT, None))
+    if any(url and url.startswith("postgresql") for _, url in runs):
+        steps.append(("plugin suite with -n 2 on postgresql", xdist, ROOT, driver(PG, "psycopg")))
 
     failed: list[str] = []
     passed_total = failed_total = 0
