@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
@@ -51,13 +54,29 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.fixture
+def own_slots(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp folder of this test's own for the embedded data folders, so that another xdist worker's
+    embedded run cannot take the slot this test expects. Short, because the server's socket lives in it."""
+    base = Path(tempfile.mkdtemp(prefix="sqsb-", dir="/tmp"))
+    base.chmod(0o711)  # under root the server runs as postgres, which must pass through
+    monkeypatch.setattr(tempfile, "tempdir", str(base))  # inner runs in this process
+    monkeypatch.setenv("TMPDIR", str(base))  # inner runs in a subprocess
+    yield base
+    user = embedded._server_user()
+    for pid_file in base.glob("*/*/slot-*/data/postmaster.pid"):  # a failed test's server, if any
+        slot = pid_file.parent.parent
+        embedded._pg_ctl(embedded.find_binaries(), slot, user, "-m", "immediate", "-w", "stop")
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def _server_line(output: str) -> tuple[str, Path]:
     line = next(line for line in output.splitlines() if "SERVER " in line)
     version, _, folder = line.split("SERVER ", 1)[1].partition(" | ")
     return version, Path(folder.strip())
 
 
-def test_a_server_for_the_run_stopped_at_the_end(project: pytest.Pytester) -> None:
+def test_a_server_for_the_run_stopped_at_the_end(project: pytest.Pytester, own_slots: Path) -> None:
     binaries = _binaries_or_skip()
     result = project.runpytest("-s", "--sqlsandbox-url=postgresql+embedded:///app")
     result.assert_outcomes(passed=1)
@@ -69,6 +88,7 @@ def test_a_server_for_the_run_stopped_at_the_end(project: pytest.Pytester) -> No
 
     again = project.runpytest("-s", "--sqlsandbox-url=postgresql+embedded:///app")
     again.assert_outcomes(passed=1)
+    assert folder.is_relative_to(own_slots)
     assert _server_line(str(again.stdout))[1] == folder  # the free folder is reused
     again.stdout.fnmatch_lines(["*schema cloned from template*"])  # and the template in it
 
@@ -120,7 +140,7 @@ def test_wrong_bin_folder_is_one_clear_message(project: pytest.Pytester, tmp_pat
     )
 
 
-def test_a_killed_runs_server_is_stopped_by_the_next_run(project: pytest.Pytester) -> None:
+def test_a_killed_runs_server_is_stopped_by_the_next_run(project: pytest.Pytester, own_slots: Path) -> None:
     _binaries_or_skip()
     env = {**os.environ, "HANG": "1"}
     env.pop("SQLSANDBOX_URL", None)
@@ -148,9 +168,8 @@ def test_a_killed_runs_server_is_stopped_by_the_next_run(project: pytest.Pyteste
     project.makepyfile(test_inner="def test_x(db_session): pass\n")
     result = project.runpytest("--sqlsandbox-url=postgresql+embedded://")
     result.assert_outcomes(passed=1)
-    if f"embedded PostgreSQL server in {folder}" not in str(result.stdout):
-        # under xdist another worker's inner run may have stopped it first; alone, this run must have
-        assert os.environ.get("PYTEST_XDIST_WORKER"), str(result.stdout)
+    assert folder.is_relative_to(own_slots)
+    assert f"embedded PostgreSQL server in {folder}" in str(result.stdout), str(result.stdout)
     # pg_ctl returns once the server has shut down; the process itself may take a moment to exit
     assert select.select([exited], [], [], 30)[0] == [exited], "the killed run's server is still running"
     os.close(exited)
