@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sqlsandbox import embedded, provision
 from sqlsandbox.errors import NotOurDatabaseError
@@ -315,6 +315,52 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     assert not _database_exists(unique_url, name)  # and its builder is dead: removed
     # under xdist another worker's run may have removed it first; alone, this run must have
     assert name in prov.removed_stale or os.environ.get("PYTEST_XDIST_WORKER")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        ('CREATE DATABASE "{target}" TEMPLATE', "INSERT INTO `{target}`.`a`"),  # while rows are copied
+        ("USE `{target}`",),  # before MariaDB lists the template's tables: the copy would come out empty
+    ],
+    ids=["mid-copy", "before-listing"],
+)
+def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, moment: tuple[str, ...]) -> None:
+    """Another run (say, on another machine sharing the server) drops a surplus template while this run
+    copies it: the half copy is dropped and TemplateGone sends the caller to look again, never a driver
+    error and never a test database with tables missing."""
+    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+        pytest.skip("server databases only (a SQLite template is copied as one file)")
+    prov = provision.provisioner_for(unique_url)
+    key = uuid.uuid4().hex
+    template = prov.create_template(key, "mine")
+    engine = create_engine(provision.drivers.sync_url(template))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE a (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("CREATE TABLE b (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO a VALUES (1)")
+    engine.dispose()
+    prov.seal_template(template, key, "mine")
+    target = f"{unique_url.database}_copy"
+    copying = tuple(statement.format(target=target) for statement in moment)
+    if provision.drivers.family(unique_url) == "postgresql" and len(moment) == 1:
+        pytest.skip("a PostgreSQL clone is one statement")
+    dropped: list[str] = []
+
+    def drop_it_midway(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith(copying) and not dropped:
+            dropped.append(statement)
+            prov.drop(template)  # what the other run's surplus clean-up does
+
+    event.listen(Engine, "before_cursor_execute", drop_it_midway)
+    try:
+        with pytest.raises(provision.TemplateGone):
+            prov.create(target, template)
+    finally:
+        event.remove(Engine, "before_cursor_execute", drop_it_midway)
+        prov.drop(unique_url.set(database=target))
+    assert dropped, "the copy never reached the point where the template is dropped"
+    assert not _database_exists(unique_url, target)  # no half copy left behind
 
 
 KEY_SCRIPT = """

@@ -484,10 +484,25 @@ class MySQLProvisioner(ServerProvisioner):
                 raise TemplateGone(str(template.database))
             self._create_marked(conn, name, _mark_text())
             if template is not None:
-                self._copy_tables(conn, str(template.database), name)
+                self._copy_from_template(conn, str(template.database), name)
 
         run_admin(self._admin_url(), work)
         return self.server_url.set(database=name)
+
+    def _copy_from_template(self, conn: Connection, template: str, name: str) -> None:
+        """No lock keeps another run (on another machine) from dropping a surplus template while this one
+        copies it. A copy that fails, or that may have read a template half dropped, is dropped and the
+        caller looks for a template again; the template is checked after the copy for that reason."""
+        try:
+            self._copy_tables(conn, template, name)
+        except DBAPIError:
+            if self._state(conn, template) == "ours":
+                raise
+        else:
+            if self._state(conn, template) == "ours":
+                return
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        raise TemplateGone(template)
 
     @staticmethod
     def _tables(conn: Connection, schema: str, kind: str = "BASE TABLE") -> list[str]:
