@@ -86,13 +86,13 @@ def project(pytester: pytest.Pytester, unique_url: URL) -> pytest.Pytester:
 
 
 def _templates(url: URL) -> list[str]:
-    """The ready templates of this project on the server (databases named sqlsandbox_tpl_...)."""
+    """The kept templates of this project on the server (databases named sqlsandbox_tpl_...)."""
     prov = provision.provisioner_for(url)
     base = provision.base_name(url)
 
     def names(conn: Connection) -> list[str]:
         found = prov._marked(conn, provision._like_prefix(provision.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
-        return [n for n, mark in found if provision.template_is_ready(mark) and f" of {base};" in (mark or "")]
+        return [n for n, mark in found if provision.template_is_kept(mark) and f" of {base};" in (mark or "")]
 
     return provision.run_admin(prov._admin_url(), names)  # type: ignore[attr-defined]
 
@@ -443,6 +443,65 @@ def test_generated_columns_survive_the_clone(pytester: pytest.Pytester, unique_u
     second = pytester.runpytest()
     second.assert_outcomes(passed=1)
     assert "schema cloned from template" in _note(second)
+
+
+VIEW_MIGRATION = """# {tag}
+from pathlib import Path
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+def upgrade():
+    with Path("builds.txt").open("a") as builds:  # counts the schema builds
+        builds.write("built\\n")
+    op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True), sa.Column("qty", sa.Integer))
+    op.execute("CREATE VIEW big_orders AS SELECT id FROM orders WHERE qty > 10")
+"""
+
+
+def test_a_schema_with_a_view_is_built_once_per_run_where_it_cannot_be_copied(
+    pytester: pytest.Pytester, unique_url: URL
+) -> None:
+    """PostgreSQL and SQLite clone views with the rest. A MariaDB/MySQL template copies tables only: the
+    first run finds that out (building twice), and later runs build the schema once, in their test
+    database, and say why."""
+    (pytester.path / "migrations" / "versions").mkdir(parents=True)
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
+        VIEW_MIGRATION.format(tag=unique_url.database)
+    )
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    pytester.makeini(
+        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
+        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
+    )
+    pytester.makepyfile(
+        """
+        from sqlalchemy import text
+
+        def test_view(db_connection):
+            db_connection.execute(text("INSERT INTO orders (id, qty) VALUES (1, 5), (2, 50)"))
+            assert db_connection.execute(text("SELECT id FROM big_orders")).scalars().all() == [2]
+        """
+    )
+    builds = pytester.path / "builds.txt"
+    pytester.runpytest().assert_outcomes(passed=1)
+    first = len(builds.read_text().splitlines())
+    copies_views = provision.drivers.family(unique_url) != "mysql"
+    assert first == (1 if copies_views else 2)
+    for _ in range(2):
+        again = pytester.runpytest()
+        again.assert_outcomes(passed=1)
+        now = len(builds.read_text().splitlines())
+        if copies_views:
+            assert now == first
+            assert "schema cloned from template" in _note(again)
+        else:
+            assert now == first + 1  # once, not twice
+            assert "for every run: it has views, triggers or routines" in _note(again)
+        first = now
 
 
 def test_a_database_not_ours_with_a_templates_name_is_refused(unique_url: URL) -> None:

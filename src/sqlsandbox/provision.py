@@ -99,7 +99,19 @@ def template_mark(key: str, base: str, state: str, run_id: str) -> str:
 
 
 def template_is_ready(mark: str | None) -> bool:
+    """A template to clone."""
     return bool(mark) and "; template " in str(mark) and "; ready; " in str(mark)
+
+
+def template_is_uncopyable(mark: str | None) -> bool:
+    """What is left of a template that could not be copied (MariaDB/MySQL views, triggers, routines): an
+    empty database whose mark tells later runs to build the schema in their test database straight away."""
+    return bool(mark) and "; template " in str(mark) and "; uncopyable; " in str(mark)
+
+
+def template_is_kept(mark: str | None) -> bool:
+    """Meant to outlive its run."""
+    return template_is_ready(mark) or template_is_uncopyable(mark)
 
 
 def template_run(mark: str | None) -> str:
@@ -129,7 +141,7 @@ def _template_key(mark: str | None) -> str:
 def surplus_templates(marked: Sequence[tuple[str, str | None]], base: str, keep: str, key: str) -> list[str]:
     """Templates to drop once `keep` (of key) is built: older ones of the same key, and this project's
     beyond the newest KEEP_TEMPLATES."""
-    ready = [(name, mark) for name, mark in marked if name != keep and template_is_ready(mark)]
+    ready = [(name, mark) for name, mark in marked if name != keep and template_is_kept(mark)]
     same_key = [name for name, mark in ready if _template_key(mark) == key[:16]]
     ours = [(name, mark) for name, mark in ready if _template_base(mark) == base and name not in same_key]
     ours.sort(key=lambda item: -_mark_time(item[1]))
@@ -137,9 +149,9 @@ def surplus_templates(marked: Sequence[tuple[str, str | None]], base: str, keep:
 
 
 def pick_template(marked: Sequence[tuple[str, str | None]], run_id: str) -> tuple[str, str] | None:
-    """The ready template to clone: the one this run built (xdist workers, --sqlsandbox-rebuild), else the
-    newest."""
-    ready = [(name, str(mark)) for name, mark in marked if template_is_ready(mark)]
+    """The template to clone (or the word that it cannot be): the one this run built (xdist workers,
+    --sqlsandbox-rebuild), else the newest."""
+    ready = [(name, str(mark)) for name, mark in marked if template_is_kept(mark)]
     if not ready:
         return None
     return max(ready, key=lambda item: (template_run(item[1]) == run_id, _mark_time(item[1])))
@@ -147,9 +159,9 @@ def pick_template(marked: Sequence[tuple[str, str | None]], run_id: str) -> tupl
 
 def is_stale(mark: str | None) -> bool:
     """A database of ours whose run is gone: made on this host by a process that no longer exists.
-    A ready template is never stale: outliving its run is its purpose."""
+    A kept template is never stale: outliving its run is its purpose."""
     found = _MARK_RE.match(mark or "")
-    if found is None or found.group(2) != socket.gethostname() or template_is_ready(mark):
+    if found is None or found.group(2) != socket.gethostname() or template_is_kept(mark):
         return False
     pid = int(found.group(1))
     if pid == os.getpid():
@@ -260,6 +272,10 @@ class Provisioner:
     def can_copy(self, template: URL) -> bool:
         """Whether clones made by create(template=...) hold everything the template holds."""
         return True
+
+    def mark_uncopyable(self, template: URL, key: str, run_id: str) -> None:
+        """Empty a template that can_copy refused, keeping its mark as the word for later runs."""
+        raise NotImplementedError(f"{type(self).__name__} can copy every template")
 
 
 PROVISIONERS: dict[str, type[Provisioner]] = {}
@@ -581,22 +597,32 @@ class MySQLProvisioner(ServerProvisioner):
         run_admin(self._admin_url(), work)
         return self.server_url.set(database=name)
 
-    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+    def mark_uncopyable(self, template: URL, key: str, run_id: str) -> None:
         name = str(template.database)
-        base = base_name(self.server_url)
+        mark = _mark_text(template_mark(key, base_name(self.server_url), "uncopyable", run_id))
 
         def work(conn: Connection) -> None:
-            conn.execute(
-                text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m"),
-                {"m": _mark_text(template_mark(key, base, "ready", run_id))},
-            )
-            for other in surplus_templates(
-                self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1])), base, name, key
-            ):
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{other}`")
+            conn.exec_driver_sql(f"DROP DATABASE `{name}`")  # views, triggers, routines and all
+            self._create_marked(conn, name, mark)
+            self._drop_surplus(conn, name, key)
+
+        run_admin(self._admin_url(), work)
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        name = str(template.database)
+        mark = _mark_text(template_mark(key, base_name(self.server_url), "ready", run_id))
+
+        def work(conn: Connection) -> None:
+            conn.execute(text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m"), {"m": mark})
+            self._drop_surplus(conn, name, key)
 
         run_admin(self._admin_url(), work)
         return template
+
+    def _drop_surplus(self, conn: Connection, keep: str, key: str) -> None:
+        marked = self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1]))
+        for other in surplus_templates(marked, base_name(self.server_url), keep, key):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{other}`")
 
 
 @register

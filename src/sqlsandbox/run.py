@@ -127,9 +127,10 @@ class Run:
         db = done.db
         self.blocker.allow_database(str(db.url.database))
         self.schema_note = (
-            f"schema built in {done.seconds:.2f} s and kept as template {done.template} for the next runs"
-            if done.built and done.template
-            else f"schema built in {done.seconds:.2f} s"
+            f"schema built in {done.seconds:.2f} s, for every run: it has views, triggers or routines, "
+            "which a MariaDB/MySQL template cannot copy"
+            if done.uncopyable
+            else f"schema built in {done.seconds:.2f} s and kept as template {done.template} for the next runs"
             if done.built
             else f"schema cloned from template {done.template} in {done.seconds:.2f} s "
             "(models and migrations unchanged; --sqlsandbox-rebuild builds it afresh)"

@@ -58,6 +58,7 @@ class Provisioned:
     template: str  # the template's database (or file) name
     built: bool  # this run built it
     seconds: float  # time to build it, or to find and clone it
+    uncopyable: bool = False  # built in the test database: the schema has what templates cannot copy
 
 
 def _ddl(url: URL, metadatas: Iterable[MetaData]) -> list[str]:
@@ -139,13 +140,15 @@ def provision_database(
                 built = False
                 if found is None or (rebuild and provision.template_run(found[1]) != run_id):
                     template = _build_template(provisioner, key, run_id, build)
-                    if template is None:  # the schema cannot be copied: build it in the test database
-                        db = TestDatabase.create(provisioner, name)
-                        _build_or_drop(db, build)
-                        return Provisioned(db, "", True, time.perf_counter() - started)
                     built = True
+                elif provision.template_is_uncopyable(found[1]):
+                    template = None  # an earlier run found it cannot be copied: not built twice
                 else:
                     template = found[0]
+                if template is None:  # the schema cannot be copied: build it in the test database
+                    db = TestDatabase.create(provisioner, name)
+                    _build_or_drop(db, build)
+                    return Provisioned(db, "", True, time.perf_counter() - started, uncopyable=True)
                 try:
                     db = TestDatabase.create(provisioner, name, template)
                 except provision.TemplateGone:
@@ -175,7 +178,7 @@ def _build_template(
     _build_or_drop(db, build)
     db.dispose()  # nothing may stay connected to a template that is about to be cloned
     if not provisioner.can_copy(template):
-        provisioner.drop(template)
+        provisioner.mark_uncopyable(template, key, run_id)
         return None
     return provisioner.seal_template(template, key, run_id)
 
