@@ -169,16 +169,7 @@ def test_note(db_session, request, tmp_path_factory, n):
 
 
 def test_a_changed_migration_rebuilds_the_template(pytester: pytest.Pytester, unique_url: URL) -> None:
-    (pytester.path / "migrations" / "versions").mkdir(parents=True)
-    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
-    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
-        MIGRATION.format(seed="one", tag=unique_url.database)
-    )
-    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
-    pytester.makeini(
-        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
-        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
-    )
+    _alembic_project(pytester, unique_url, MIGRATION.format(seed="one", tag=unique_url.database))
     pytester.makepyfile(
         """
         from sqlalchemy import text
@@ -221,6 +212,18 @@ def upgrade():
     op.create_table("widgets", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20)))
     op.execute("INSERT INTO widgets (name) VALUES ('{seed}')")
 """
+
+
+def _alembic_project(pytester: pytest.Pytester, url: URL, migration: str) -> None:
+    """An inner project whose schema is one alembic migration, run against url."""
+    (pytester.path / "migrations" / "versions").mkdir(parents=True)
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
+    (pytester.path / "migrations" / "versions" / "0001.py").write_text(migration)
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    pytester.makeini(
+        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
+        f"sqlsandbox_url = {url.render_as_string(hide_password=False)}\n"
+    )
 
 
 def _database_exists(url: URL, name: str) -> bool:
@@ -419,16 +422,7 @@ def upgrade():
 def test_generated_columns_survive_the_clone(pytester: pytest.Pytester, unique_url: URL) -> None:
     """The template holds a row with a generated column: the MariaDB/MySQL copy leaves that column to the
     server (MySQL refuses values for it; MariaDB warns); every database has it computed in the clone."""
-    (pytester.path / "migrations" / "versions").mkdir(parents=True)
-    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
-    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
-        GENERATED_MIGRATION.format(tag=unique_url.database)
-    )
-    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
-    pytester.makeini(
-        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
-        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
-    )
+    _alembic_project(pytester, unique_url, GENERATED_MIGRATION.format(tag=unique_url.database))
     pytester.makepyfile(
         """
         from sqlalchemy import text
@@ -467,16 +461,7 @@ def test_a_schema_with_a_view_is_built_once_per_run_where_it_cannot_be_copied(
     """PostgreSQL and SQLite clone views with the rest. A MariaDB/MySQL template copies tables only: the
     first run finds that out (building twice), and later runs build the schema once, in their test
     database, and say why."""
-    (pytester.path / "migrations" / "versions").mkdir(parents=True)
-    (pytester.path / "migrations" / "env.py").write_text(ENV_PY)
-    (pytester.path / "migrations" / "versions" / "0001.py").write_text(
-        VIEW_MIGRATION.format(tag=unique_url.database)
-    )
-    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
-    pytester.makeini(
-        "[pytest]\nsqlsandbox_alembic = alembic.ini\nasyncio_default_fixture_loop_scope = function\n"
-        f"sqlsandbox_url = {unique_url.render_as_string(hide_password=False)}\n"
-    )
+    _alembic_project(pytester, unique_url, VIEW_MIGRATION.format(tag=unique_url.database))
     pytester.makepyfile(
         """
         from sqlalchemy import text
