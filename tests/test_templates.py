@@ -300,7 +300,7 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     key = uuid.uuid4().hex
     name = provision.template_name(key, "deadrun")
     base = provision.base_name(unique_url)
-    dead = f"sqlsandbox: created by pid 999999 on {socket.gethostname()} at 0; template "
+    dead = f"sqlsandbox: created by pid 999999 on {provision.host()} at 0; template "
     mark = dead + provision.template_mark(key, base, "building", "deadrun")
 
     def plant(conn: Connection) -> None:
@@ -364,6 +364,93 @@ def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, momen
         prov.drop(unique_url.set(database=target))
     assert dropped, "the copy never reached the point where the template is dropped"
     assert not _database_exists(unique_url, target)  # no half copy left behind
+
+
+def _dead_pid() -> int:
+    pid = 2**30  # above any pid_max (at most 2**22): no process has it
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    return pid
+
+
+def test_only_this_hosts_dead_processes_leave_stale_databases() -> None:
+    """The mark's host is the host name plus, on Linux, the pid namespace: a pid is only judged where it
+    means the same process."""
+    here, dead = provision.host(), _dead_pid()
+    assert provision.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0")
+    assert not provision.is_stale(f"sqlsandbox: created by pid {os.getpid()} on {here} at 0")  # this run
+    assert not provision.is_stale(f"sqlsandbox: created by pid {os.getppid()} on {here} at 0")  # alive
+    assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on elsewhere at 0")  # another host
+    ready = provision.template_mark("k" * 16, "test_app", "ready", "r")
+    assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0; template {ready}")
+    if sys.platform == "linux":
+        assert here.startswith(f"{socket.gethostname()}~")
+        other_container = f"{socket.gethostname()}~1"  # same host name, another pid namespace
+        assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on {other_container} at 0")
+
+
+NAMESPACED = """
+import sys
+from sqlalchemy.engine import make_url
+from sqlsandbox import provision
+
+url = make_url(sys.argv[1])
+provision.provisioner_for(url).create(str(url.database))
+print(provision.host(), flush=True)
+sys.stdin.readline()  # lives until the test is done
+"""
+
+
+def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: URL, tmp_path: Path) -> None:
+    """Two containers sharing a host name and a database server but not their pids: a run in one must not
+    drop the other's live test database because that pid number is free in its own namespace."""
+    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+        pytest.skip("server databases only")
+    free = _free_pid()
+    script = tmp_path / "namespaced.py"
+    script.write_text(NAMESPACED)
+    theirs = unique_url.set(database=f"test_{unique_url.database}_theirs")
+    # in a new pid namespace, the run gets pid `free`, which no process of this namespace has
+    command = f"echo {free - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} {script} '{theirs}'"
+    inner = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert inner.stdout is not None and inner.stdin is not None
+        their_host = inner.stdout.readline().strip()
+        if not their_host:
+            _, err = inner.communicate(timeout=30)
+            if "Operation not permitted" in err and not os.environ.get("CI"):
+                pytest.skip(f"cannot make a pid namespace here: {err.strip()}")
+            raise AssertionError(err)
+        assert their_host != provision.host() and their_host.split("~")[0] == socket.gethostname()
+        prov = provision.provisioner_for(unique_url)
+        prov.create(f"test_{unique_url.database}_ours")  # sweeps dead runs' databases first
+        assert _database_exists(unique_url, str(theirs.database))  # alive in its namespace: kept
+        assert str(theirs.database) not in prov.removed_stale
+        # what made this a real risk: by host name and pid alone, it would have been judged dead
+        with pytest.raises(ProcessLookupError):
+            os.kill(free, 0)
+        prov.drop(unique_url.set(database=f"test_{unique_url.database}_ours"))
+    finally:
+        inner.communicate(input="\n", timeout=30)
+        provision.provisioner_for(unique_url).drop(theirs)
+
+
+def _free_pid() -> int:
+    """A pid no process of this namespace has now (pids are handed out upwards from the last one)."""
+    for pid in range(int(Path("/proc/sys/kernel/pid_max").read_text()) - 100, 300, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            continue
+    raise AssertionError("no free pid")
 
 
 KEY_SCRIPT = """

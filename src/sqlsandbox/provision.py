@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -75,9 +76,19 @@ def _like_prefix(base: str) -> str:
     return base.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "\\_%"
 
 
+@functools.cache
+def host() -> str:
+    """Where a pid means one process: the host name and, on Linux, the pid namespace's id. Containers that
+    share a host name (and a database server) but not their pids so never judge each other's databases."""
+    name = socket.gethostname()
+    with contextlib.suppress(OSError):
+        name += "~" + re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))  # 'pid:[4026531836]'
+    return name
+
+
 def _mark_text(template: str = "") -> str:
     """Our ownership mark. A template's adds `; template <key> of <base>; building|ready; run <id>`."""
-    mark = f"{MARK}: created by pid {os.getpid()} on {socket.gethostname()} at {time.time():.0f}"
+    mark = f"{MARK}: created by pid {os.getpid()} on {host()} at {time.time():.0f}"
     return f"{mark}; template {template}" if template else mark
 
 
@@ -158,10 +169,10 @@ def pick_template(marked: Sequence[tuple[str, str | None]], run_id: str) -> tupl
 
 
 def is_stale(mark: str | None) -> bool:
-    """A database of ours whose run is gone: made on this host by a process that no longer exists.
-    A kept template is never stale: outliving its run is its purpose."""
+    """A database of ours whose run is gone: made on this host (and pid namespace) by a process that no
+    longer exists. A kept template is never stale: outliving its run is its purpose."""
     found = _MARK_RE.match(mark or "")
-    if found is None or found.group(2) != socket.gethostname() or template_is_kept(mark):
+    if found is None or found.group(2) != host() or template_is_kept(mark):
         return False
     pid = int(found.group(1))
     if pid == os.getpid():
@@ -678,7 +689,7 @@ class SQLiteProvisioner(Provisioner):
     def create_template(self, key: str, run_id: str) -> URL:
         for left in self._templates().glob("*.building-*.db"):  # builds of killed runs
             pid = left.stem.rpartition("-")[2]
-            if pid.isdigit() and is_stale(f"{MARK}: created by pid {pid} on {socket.gethostname()} at 0"):
+            if pid.isdigit() and is_stale(f"{MARK}: created by pid {pid} on {host()} at 0"):
                 left.unlink(missing_ok=True)
         path = self._templates() / f"{key[:16]}.building-{os.getpid()}.db"
         path.unlink(missing_ok=True)
