@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import greenlet
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import await_only
+from sqlalchemy.util.concurrency import in_greenlet as _sqlalchemy_in_greenlet
 
 from .errors import SandboxDeadlockError, SandboxInterleavingError, SandboxLoopError
 
@@ -71,7 +72,7 @@ def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
 def _parent_frame() -> FrameType | None:
     # Inside SQLAlchemy's async bridge the caller's coroutines are on the parent greenlet's stack.
     glet: Any = greenlet.getcurrent()
-    parent = glet.parent if getattr(glet, "__sqlalchemy_greenlet_provider__", False) else None
+    parent = glet.parent if in_greenlet() else None
     return parent.gr_frame if parent is not None else None
 
 
@@ -81,7 +82,8 @@ def call_site(skip: int = 2) -> str:
 
 
 def in_greenlet() -> bool:
-    return bool(getattr(greenlet.getcurrent(), "__sqlalchemy_greenlet_provider__", False))
+    """Inside SQLAlchemy's async bridge (its greenlet class before 2.0.36, a marker attribute since)."""
+    return bool(_sqlalchemy_in_greenlet())
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

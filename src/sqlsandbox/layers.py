@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import pytest
 
+from . import asyncio_loops
 from .errors import SandboxLayerError
 from .sandbox import RootKeeper, Sandbox
 
@@ -110,14 +111,12 @@ def end_unused_layers(fixturenames: Iterable[str], keeper: RootKeeper) -> None:
 
 def _session_loop(request: pytest.FixtureRequest, name: str) -> asyncio.AbstractEventLoop:
     """pytest-asyncio's session loop, which outlives the layer (its connection is made there)."""
-    try:
-        runner = request.getfixturevalue("_session_scoped_runner")
-    except pytest.FixtureLookupError:
+    loop = asyncio_loops.session_loop(request)
+    if loop is None:
         raise SandboxLayerError(
             f"Seed layer {name!r} is async, and pytest-asyncio (1.0 or later) is not active.",
             why="an async seed's connection must live on an event loop that outlasts the layer's scope.",
             fix="pip install pytest-asyncio, or write the seed function as a plain def for sync tests.",
-        ) from None
+        )
     request.getfixturevalue("_sqlsandbox_session_loop_connection")  # closes the kept connection at the end
-    loop: asyncio.AbstractEventLoop = runner.get_loop()
     return loop

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from . import blocker
+from . import asyncio_loops, blocker
 from . import config as config_mod
 from .config import import_string
 from .errors import ConfigError, SandboxError, SandboxLayerError, usage_error
@@ -207,10 +207,8 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
 
     Yields whether that loop outlives the test (so the connection may be kept for the next test).
     """
-    runners = [
-        name for name in request.fixturenames if name.startswith("_") and name.endswith("_scoped_runner")
-    ]
-    for name in runners:  # pytest-asyncio: set up before us, so torn down after us
+    loops = asyncio_loops.loop_fixtures(request.fixturenames)
+    for name in loops:  # pytest-asyncio: set up before us, so torn down after us
         request.getfixturevalue(name)
     if "anyio_backend" in request.fixturenames:
         from anyio.pytest_plugin import extract_backend_and_options, get_runner
@@ -219,7 +217,7 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
         with get_runner(backend, options):  # a lease keeps anyio's runner and loop alive
             yield False
         return
-    keep = runners == ["_session_scoped_runner"]
+    keep = asyncio_loops.is_session_loop(loops)
     if keep:  # the connection outlives the test: close it before pytest-asyncio closes the loop
         request.getfixturevalue("_sqlsandbox_session_loop_connection")
     yield keep
@@ -228,7 +226,7 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
 @pytest.fixture(scope="session")
 def _sqlsandbox_session_loop_connection(request: pytest.FixtureRequest) -> Iterator[None]:
     """Closes the connection kept across tests on pytest-asyncio's session loop, while it still runs."""
-    request.getfixturevalue("_session_scoped_runner")
+    asyncio_loops.session_loop(request)  # set up before this fixture: torn down after it
     yield
     request.config.stash[RUN].keeper.close_async()
 
