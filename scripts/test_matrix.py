@@ -2,11 +2,18 @@
 
 SQLite always runs. PostgreSQL and MariaDB run when reachable at the URLs below (override with
 SQLSANDBOX_TEST_POSTGRES / SQLSANDBOX_TEST_MARIADB); with CI set, an unreachable one fails the run.
+
+Then the edges of what pyproject admits, each in a venv of its own under .venv-compat/: Python 3.10 with the
+lowest versions of SQLAlchemy, pytest and pytest-asyncio, and Python 3.13 with the newest. They run where those
+interpreters are found (on PATH or under pyenv); with CI set, a missing one fails the run.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +32,31 @@ EXAMPLES = ["ops_core", "biomapper", "atom"]
 def driver(url: str, name: str) -> str:
     scheme, rest = url.split("://", 1)
     return f"{scheme.split('+')[0]}+{name}://{rest}"
+
+
+# (label, python version, pins, database runs): the oldest and the newest of what pyproject admits
+COMPAT = [
+    (
+        "python 3.10, lowest versions",
+        "3.10",
+        ["SQLAlchemy==2.0.30", "pytest==8.2.*", "pytest-asyncio==1.0.*"],
+        [
+            ("sqlite", None),
+            ("postgresql+asyncpg", driver(PG, "asyncpg")),
+            ("mariadb+pymysql", driver(MARIA, "pymysql")),
+        ],
+    ),
+    (
+        "python 3.13, newest versions",
+        "3.13",
+        [],
+        [
+            ("sqlite", None),
+            ("postgresql+psycopg", driver(PG, "psycopg")),
+            ("mariadb+asyncmy", driver(MARIA, "asyncmy")),
+        ],
+    ),
+]
 
 
 def reachable(url: str) -> bool:
@@ -77,6 +109,20 @@ def main() -> int:
     if any(url and url.startswith("postgresql") for _, url in runs):
         steps.append(("plugin suite with -n 2 on postgresql", xdist, ROOT, driver(PG, "psycopg")))
 
+    for label, version, pins, databases in COMPAT:
+        python = compat_python(label, version, pins)
+        if python is None:
+            if ci:
+                print(f"FAIL: no python{version} found on PATH or under pyenv, and CI requires it.", flush=True)
+                return 1
+            print(f"NOTE: no python{version} found: the '{label}' runs are left out (CI requires them).")
+            continue
+        reached = {url.split("+")[0] for _, url in runs if url}
+        for db_label, db_url in databases:
+            if db_url is None or db_url.split("+")[0] in reached:
+                suite = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+                steps.append((f"plugin suite on {label}, {db_label}", suite, ROOT, db_url))
+
     failed: list[str] = []
     passed_total = failed_total = 0
     for label, cmd, cwd, url in steps:
@@ -101,6 +147,39 @@ def main() -> int:
         print(f"FAILED: {label}")
     print(f"{passed_total} passed, {failed_total} failed")
     return 1 if failed else 0
+
+
+def find_python(version: str) -> str | None:
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")))
+    for candidate in candidates:  # a pyenv shim is on PATH even where its version is not selected
+        probe = subprocess.run([candidate, "--version"], capture_output=True) if candidate else None
+        if probe is not None and probe.returncode == 0:
+            return candidate
+    return None
+
+
+def compat_python(label: str, version: str, pins: list[str]) -> str | None:
+    """The venv's python for one edge of the support range, (re)installed when pyproject or the pins
+    change."""
+    base = find_python(version)
+    if base is None:
+        return None
+    venv = ROOT / ".venv-compat" / f"py{version.replace('.', '')}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(pins).encode()).hexdigest()
+    if not (python.exists() and stamp.exists() and stamp.read_text() == want):
+        print(f"\n=== venv for {label} ({base})", flush=True)
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]", *pins],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        stamp.write_text(want)
+    return str(python)
 
 
 def _counts(output: str) -> tuple[int, int]:
