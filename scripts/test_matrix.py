@@ -113,9 +113,14 @@ def main() -> int:
         python = compat_python(label, version, pins)
         if python is None:
             if ci:
-                print(f"FAIL: no python{version} found on PATH or under pyenv, and CI requires it.", flush=True)
+                print(
+                    f"FAIL: no python{version} venv for '{label}' (see above), and CI requires it.", flush=True
+                )
                 return 1
-            print(f"NOTE: no python{version} found: the '{label}' runs are left out (CI requires them).")
+            print(
+                f"NOTE: no python{version} venv for '{label}' (not found, or its install failed): "
+                "its runs are left out (CI requires them)."
+            )
             continue
         reached = {url.split("+")[0] for _, url in runs if url}
         for db_label, db_url in databases:
@@ -168,16 +173,18 @@ def compat_python(label: str, version: str, pins: list[str]) -> str | None:
     venv = ROOT / ".venv-compat" / f"py{version.replace('.', '')}"
     python = venv / "bin" / "python"
     stamp = venv / ".installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + " ".join(pins).encode()).hexdigest()
+    # the newest edge is installed afresh each week, so that it stays the newest
+    fresh = "" if pins else time.strftime("%G-W%V")
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + f"{pins} {fresh}".encode()).hexdigest()
     if not (python.exists() and stamp.exists() and stamp.read_text() == want):
         print(f"\n=== venv for {label} ({base})", flush=True)
         shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]", *pins],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        install = [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]", *pins]
+        for cmd in ([base, "-m", "venv", str(venv)], install):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:  # e.g. no network: reported like a missing interpreter
+                print("\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:]))
+                return None
         stamp.write_text(want)
     return str(python)
 

@@ -12,15 +12,13 @@ import asyncio
 import pytest
 
 SESSION = ("_session_scoped_runner", "_session_event_loop")
+_SCOPES = ("function", "class", "module", "package", "session")
+_LOOP_FIXTURES = frozenset(f"_{scope}_{kind}" for scope in _SCOPES for kind in ("scoped_runner", "event_loop"))
 
 
 def loop_fixtures(fixturenames: list[str]) -> list[str]:
     """The pytest-asyncio loop fixtures a test uses (pytest-asyncio adds the one of its loop scope)."""
-    return [
-        name
-        for name in fixturenames
-        if name.startswith("_") and name.endswith(("_scoped_runner", "_event_loop"))
-    ]
+    return [name for name in fixturenames if name in _LOOP_FIXTURES]
 
 
 def is_session_loop(fixtures: list[str]) -> bool:
