@@ -145,16 +145,22 @@ def provision_database(
                     template = None  # an earlier run found it cannot be copied: not built twice
                 else:
                     template = found[0]
-                if template is None:  # the schema cannot be copied: build it in the test database
-                    db = TestDatabase.create(provisioner, name)
-                    _build_or_drop(db, build)
-                    return Provisioned(db, "", True, time.perf_counter() - started, uncopyable=True)
+                if template is None:
+                    break  # built below, outside the lock: every worker builds its own, all at once
                 try:
                     db = TestDatabase.create(provisioner, name, template)
                 except provision.TemplateGone:
                     continue  # another run replaced it between our look and our copy: look again
                 label = Path(str(template.database)).name
                 return Provisioned(db, label, built, time.perf_counter() - started)
+            else:
+                raise ServerUnreachableError(
+                    f"The schema template on {provision.safe_url(provisioner.server_url)} was dropped three "
+                    "times while this run was copying it.",
+                    why="another run sharing the server and database name replaced it each time "
+                    "(see KEEP_TEMPLATES).",
+                    fix="run again, or give the concurrent suites different database names in sqlsandbox_url.",
+                )
     except Timeout:
         raise ServerUnreachableError(
             f"Waited {LOCK_TIMEOUT:.0f} s for another run on this machine to build the schema template "
@@ -162,12 +168,10 @@ def provision_database(
             why="runs and xdist workers that need the same template let the first of them build it.",
             fix="if no other pytest run is building it, delete the lock file and run again.",
         ) from None
-    raise ServerUnreachableError(
-        f"The schema template on {provision.safe_url(provisioner.server_url)} was dropped three times while "
-        "this run was copying it.",
-        why="another run sharing the server and database name replaced it each time (see KEEP_TEMPLATES).",
-        fix="run again, or give the concurrent suites different database names in sqlsandbox_url.",
-    )
+    # the schema has what a template cannot copy (MariaDB/MySQL views, triggers, routines)
+    db = TestDatabase.create(provisioner, name)
+    _build_or_drop(db, build)
+    return Provisioned(db, "", True, time.perf_counter() - started, uncopyable=True)
 
 
 def _build_template(
