@@ -3,13 +3,15 @@ changes; and the clean-up of runs killed midway. Inner runs use the server the s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
@@ -320,50 +322,119 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     assert name in prov.removed_stale or os.environ.get("PYTEST_XDIST_WORKER")
 
 
-@pytest.mark.parametrize(
-    "moment",
-    [
-        ('CREATE DATABASE "{target}" TEMPLATE', "INSERT INTO `{target}`.`a`"),  # while rows are copied
-        ("USE `{target}`",),  # before MariaDB lists the template's tables: the copy would come out empty
-    ],
-    ids=["mid-copy", "before-listing"],
-)
-def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, moment: tuple[str, ...]) -> None:
-    """Another run (say, on another machine sharing the server) drops a surplus template while this run
-    copies it: the half copy is dropped and TemplateGone sends the caller to look again, never a driver
-    error and never a test database with tables missing."""
-    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
-        pytest.skip("server databases only (a SQLite template is copied as one file)")
-    prov = provision.provisioner_for(unique_url)
-    key = uuid.uuid4().hex
-    template = prov.create_template(key, "mine")
+def _server_template(url: URL, key: str, run_id: str) -> URL:
+    """A ready template with two tables and rows, built as a run builds one."""
+    prov = provision.provisioner_for(url)
+    template = prov.create_template(key, run_id)
     engine = create_engine(provision.drivers.sync_url(template))
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE a (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("CREATE TABLE b (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("INSERT INTO a VALUES (1)")
+        conn.exec_driver_sql("INSERT INTO b VALUES (1)")
     engine.dispose()
-    prov.seal_template(template, key, "mine")
-    target = f"{unique_url.database}_copy"
-    copying = tuple(statement.format(target=target) for statement in moment)
+    return prov.seal_template(template, key, run_id)
+
+
+@contextlib.contextmanager
+def _when(statements: tuple[str, ...], action: Callable[[], None]) -> Iterator[list[str]]:
+    """Runs action once, just before the first of the statements is sent; yields what was sent then."""
+    done: list[str] = []
+
+    def listener(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith(statements) and not done:
+            done.append(statement)
+            action()
+
+    event.listen(Engine, "before_cursor_execute", listener)
+    try:
+        yield done
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        ('CREATE DATABASE "{target}" TEMPLATE', "INSERT INTO `{target}`.`a`"),  # before any rows
+        ("INSERT INTO `{target}`.`b`",),  # MariaDB: with table a copied already
+        ("USE `{target}`",),  # MariaDB: before it lists the template's tables, so the copy would be empty
+    ],
+    ids=["before-the-rows", "between-tables", "before-listing"],
+)
+def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, moment: tuple[str, ...]) -> None:
+    """Another run (say, on another machine sharing the server) builds a newer template of the same key and
+    drops this one as surplus while this run copies it: the half copy is dropped and TemplateGone sends the
+    caller to look again; never a driver error, never a test database with tables missing."""
+    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+        pytest.skip("server databases only (a SQLite template is copied as one file)")
     if provision.drivers.family(unique_url) == "postgresql" and len(moment) == 1:
         pytest.skip("a PostgreSQL clone is one statement")
-    dropped: list[str] = []
-
-    def drop_it_midway(conn: Connection, cursor: object, statement: str, *args: object) -> None:
-        if statement.startswith(copying) and not dropped:
-            dropped.append(statement)
-            prov.drop(template)  # what the other run's surplus clean-up does
-
-    event.listen(Engine, "before_cursor_execute", drop_it_midway)
+    prov = provision.provisioner_for(unique_url)
+    key = uuid.uuid4().hex
+    template = _server_template(unique_url, key, "mine")
+    newer = prov.create_template(key, "theirs")
+    target = f"{unique_url.database}_copy"
+    # what the other run does once its template is built: seal it, dropping older ones of the same key
+    statements = tuple(m.format(target=target) for m in moment)
     try:
-        with pytest.raises(provision.TemplateGone):
+        with (
+            _when(statements, lambda: prov.seal_template(newer, key, "theirs")) as done,
+            pytest.raises(provision.TemplateGone),
+        ):
             prov.create(target, template)
     finally:
-        event.remove(Engine, "before_cursor_execute", drop_it_midway)
         prov.drop(unique_url.set(database=target))
-    assert dropped, "the copy never reached the point where the template is dropped"
-    assert not _database_exists(unique_url, target)  # no half copy left behind
+    assert done, "the copy never reached the moment the template is dropped"
+    assert not _database_exists(unique_url, str(template.database))  # it was dropped
+    assert not _database_exists(unique_url, target)  # and no half copy is left behind
+
+
+def test_a_copy_that_reads_a_template_half_dropped_is_not_kept(unique_url: URL) -> None:
+    """MariaDB drops a database table by table: a copy may list the tables of a template whose data tables
+    are gone but whose marker table is not yet. The dropping run first takes the template's 'ready' away,
+    so the copy (empty here) is not taken for the template's."""
+    if provision.drivers.family(unique_url) != "mysql":
+        pytest.skip("MariaDB/MySQL copy tables one by one")
+    prov = provision.provisioner_for(unique_url)
+    template = _server_template(unique_url, uuid.uuid4().hex, "mine")
+    name = str(template.database)
+    target = f"{unique_url.database}_copy"
+
+    def half_dropped() -> None:  # _drop_surplus's first step, and the drop's first tables
+        def work(conn: Connection) -> None:
+            conn.exec_driver_sql(f"UPDATE `{name}`.`{provision.MARKER_TABLE}` SET note = 'x; being dropped'")
+            conn.exec_driver_sql(f"DROP TABLE `{name}`.`a`, `{name}`.`b`")
+
+        provision.run_admin(prov._admin_url(), work)  # type: ignore[attr-defined]
+
+    try:
+        with _when((f"USE `{target}`",), half_dropped), pytest.raises(provision.TemplateGone):
+            prov.create(target, template)
+    finally:
+        prov.drop(unique_url.set(database=target))
+        prov.drop(template)
+    assert not _database_exists(unique_url, target)
+
+
+def test_a_copy_that_fails_leaves_no_database(unique_url: URL) -> None:
+    """A copy that fails for another reason shows its error, and leaves no half-made test database."""
+    if provision.drivers.family(unique_url) != "mysql":
+        pytest.skip("MariaDB/MySQL copy tables one by one")
+    prov = provision.provisioner_for(unique_url)
+    template = _server_template(unique_url, uuid.uuid4().hex, "mine")
+    target = f"{unique_url.database}_copy"
+
+    def fail() -> None:
+        raise RuntimeError("the connection broke")
+
+    with (
+        _when((f"INSERT INTO `{target}`.`b`",), fail),
+        pytest.raises(RuntimeError, match="the connection broke"),
+    ):
+        prov.create(target, template)
+    assert not _database_exists(unique_url, target)
+    assert _database_exists(unique_url, str(template.database))  # the template is fine and stays
 
 
 def _dead_pid() -> int:
@@ -387,16 +458,19 @@ def test_only_this_hosts_dead_processes_leave_stale_databases() -> None:
         assert here.startswith(f"{socket.gethostname()}~")
         other_container = f"{socket.gethostname()}~1"  # same host name, another pid namespace
         assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on {other_container} at 0")
+        # made before marks named the pid namespace: judged by host name alone, as it was then
+        assert provision.is_stale(f"sqlsandbox: created by pid {dead} on {socket.gethostname()} at 0")
 
 
 NAMESPACED = """
+import os
 import sys
 from sqlalchemy.engine import make_url
 from sqlsandbox import provision
 
 url = make_url(sys.argv[1])
 provision.provisioner_for(url).create(str(url.database))
-print(provision.host(), flush=True)
+print(os.getpid(), provision.host(), flush=True)
 sys.stdin.readline()  # lives until the test is done
 """
 
@@ -406,12 +480,18 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     drop the other's live test database because that pid number is free in its own namespace."""
     if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
         pytest.skip("server databases only")
+    if sys.platform != "linux":
+        pytest.skip("pid namespaces are Linux's")
+    if shutil.which("unshare") is None:
+        assert not os.environ.get("CI"), "CI's machine has unshare (util-linux)"
+        pytest.skip("no unshare here")
     free = _free_pid()
     script = tmp_path / "namespaced.py"
     script.write_text(NAMESPACED)
     theirs = unique_url.set(database=f"test_{unique_url.database}_theirs")
     # in a new pid namespace, the run gets pid `free`, which no process of this namespace has
-    command = f"echo {free - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} {script} '{theirs}'"
+    # ("; true": a shell that execs its last command would give python pid 1 instead)
+    command = f"echo {free - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} {script} '{theirs}'; true"
     inner = subprocess.Popen(
         ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", command],
         stdin=subprocess.PIPE,
@@ -421,23 +501,25 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     )
     try:
         assert inner.stdout is not None and inner.stdin is not None
-        their_host = inner.stdout.readline().strip()
-        if not their_host:
+        line = inner.stdout.readline().split()
+        if not line:
             _, err = inner.communicate(timeout=30)
             if "Operation not permitted" in err and not os.environ.get("CI"):
                 pytest.skip(f"cannot make a pid namespace here: {err.strip()}")
             raise AssertionError(err)
+        their_pid, their_host = int(line[0]), line[1]
+        assert their_pid == free  # a pid that, on this side, no process has
         assert their_host != provision.host() and their_host.split("~")[0] == socket.gethostname()
+        # so by host name and pid alone (the mark before namespaces), it would be judged dead here
+        assert provision.is_stale(f"sqlsandbox: created by pid {their_pid} on {socket.gethostname()} at 0")
         prov = provision.provisioner_for(unique_url)
         prov.create(f"test_{unique_url.database}_ours")  # sweeps dead runs' databases first
         assert _database_exists(unique_url, str(theirs.database))  # alive in its namespace: kept
         assert str(theirs.database) not in prov.removed_stale
-        # what made this a real risk: by host name and pid alone, it would have been judged dead
-        with pytest.raises(ProcessLookupError):
-            os.kill(free, 0)
         prov.drop(unique_url.set(database=f"test_{unique_url.database}_ours"))
     finally:
-        inner.communicate(input="\n", timeout=30)
+        if inner.poll() is None:
+            inner.communicate(input="\n", timeout=30)
         provision.provisioner_for(unique_url).drop(theirs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import shutil
@@ -172,7 +173,9 @@ def is_stale(mark: str | None) -> bool:
     """A database of ours whose run is gone: made on this host (and pid namespace) by a process that no
     longer exists. A kept template is never stale: outliving its run is its purpose."""
     found = _MARK_RE.match(mark or "")
-    if found is None or found.group(2) != host() or template_is_kept(mark):
+    # a mark without "~" was made before pid namespaces were recorded: judged by host name, as then
+    made_here = found is not None and found.group(2) in (host(), socket.gethostname())
+    if found is None or not made_here or template_is_kept(mark):
         return False
     pid = int(found.group(1))
     if pid == os.getpid():
@@ -518,18 +521,29 @@ class MySQLProvisioner(ServerProvisioner):
 
     def _copy_from_template(self, conn: Connection, template: str, name: str) -> None:
         """No lock keeps another run (on another machine) from dropping a surplus template while this one
-        copies it. A copy that fails, or that may have read a template half dropped, is dropped and the
-        caller looks for a template again; the template is checked after the copy for that reason."""
+        copies it, so the drop goes in two steps (see _drop_surplus): its mark stops saying ready, then the
+        database goes. A copy after which the template still says ready was made before the drop began,
+        so it is whole; any other copy is dropped, and the caller looks for a template again."""
         try:
             self._copy_tables(conn, template, name)
-        except DBAPIError:
-            if self._state(conn, template) == "ours":
+            whole = self._is_ready(conn, template)
+        except Exception:  # a driver error, wrapped or not (see run_admin)
+            if self._is_ready(conn, template):
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")  # a failed copy is no database
                 raise
-        else:
-            if self._state(conn, template) == "ours":
-                return
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
-        raise TemplateGone(template)
+            whole = False
+        if not whole:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            raise TemplateGone(template)
+
+    def _is_ready(self, conn: Connection, template: str) -> bool:
+        if self._state(conn, template) != "ours":
+            return False
+        try:
+            note = conn.exec_driver_sql(f"SELECT note FROM `{template}`.`{MARKER_TABLE}`").scalar()
+        except DBAPIError:
+            return False  # dropped between the two reads
+        return template_is_ready(note)
 
     @staticmethod
     def _tables(conn: Connection, schema: str, kind: str = "BASE TABLE") -> list[str]:
@@ -633,6 +647,12 @@ class MySQLProvisioner(ServerProvisioner):
     def _drop_surplus(self, conn: Connection, keep: str, key: str) -> None:
         marked = self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1]))
         for other in surplus_templates(marked, base_name(self.server_url), keep, key):
+            # first unready, so a run copying it now learns its copy may be partial (_copy_from_template)
+            with contextlib.suppress(DBAPIError):
+                conn.execute(
+                    text(f"UPDATE `{other}`.`{MARKER_TABLE}` SET note = :m"),
+                    {"m": _mark_text("being dropped")},
+                )
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{other}`")
 
 
@@ -687,11 +707,13 @@ class SQLiteProvisioner(Provisioner):
         return self.server_url.set(database=str(path)), note
 
     def create_template(self, key: str, run_id: str) -> URL:
-        for left in self._templates().glob("*.building-*.db"):  # builds of killed runs
+        # builds of killed runs on this host: a project folder mounted into containers is seen by others
+        here = hashlib.sha256(host().encode()).hexdigest()[:8]
+        for left in self._templates().glob(f"*.building-{here}-*.db"):
             pid = left.stem.rpartition("-")[2]
             if pid.isdigit() and is_stale(f"{MARK}: created by pid {pid} on {host()} at 0"):
                 left.unlink(missing_ok=True)
-        path = self._templates() / f"{key[:16]}.building-{os.getpid()}.db"
+        path = self._templates() / f"{key[:16]}.building-{here}-{os.getpid()}.db"
         path.unlink(missing_ok=True)
         return self.server_url.set(database=str(path))
 
