@@ -99,6 +99,47 @@ async def test_async(async_items, async_db_session):
     project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
 
 
+def test_a_connection_kept_on_the_session_loop_is_closed_when_a_test_needs_another_loop(
+    project: pytest.Pytester,
+) -> None:
+    """The connection kept on the session loop (for a layer, or between session-loop tests) cannot serve a
+    test on its own function loop. It must be closed on its loop, not dropped for the garbage collector to
+    find with a transaction state nobody knows (SQLAlchemy warns: non-checked-in connection)."""
+    project.makepyfile(
+        SEEDS
+        + """
+import gc
+import pytest
+from sqlalchemy import select
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_on_the_session_loop(async_items, async_db_session):
+    assert list(await async_db_session.scalars(select(Item.name))) == ["seeded"]
+
+async def test_on_a_function_loop(async_db_session):
+    assert list(await async_db_session.scalars(select(Item.name))) == []
+
+@pytest.mark.parametrize("n", range(3))
+@pytest.mark.asyncio(loop_scope="session")
+async def test_back_on_the_session_loop(async_db_session, n):
+    assert list(await async_db_session.scalars(select(Item.name))) == []
+
+@pytest.mark.parametrize("n", range(3))
+async def test_and_on_function_loops_again(async_db_session, n):
+    assert list(await async_db_session.scalars(select(Item.name))) == []
+
+def test_last(request):
+    from sqlsandbox.plugin import RUN
+
+    gc.collect()  # a connection dropped without being closed is found now, and warned about
+    assert len(request.config.stash[RUN].keeper.retired) <= 1  # one per loop, not one per switch
+"""
+    )
+    result = project.runpytest("-p", "no:randomly", "-W", "always::sqlalchemy.exc.SAWarning")
+    result.assert_outcomes(passed=9)
+    assert "non-checked-in connection" not in str(result.stdout), str(result.stdout)
+
+
 def test_uncommitted_seed_work_is_refused(project: pytest.Pytester) -> None:
     project.makepyfile(
         """

@@ -81,6 +81,8 @@ class RootKeeper:
     def __init__(self) -> None:
         self.sync: Connection | None = None
         self.async_: tuple[asyncio.AbstractEventLoop, Connection] | None = None
+        # idle async connections of a loop that is not running now: closed on it when it runs no more
+        self.retired: list[tuple[asyncio.AbstractEventLoop, Connection]] = []
         self.layers: list[Layer] = []
 
     def check_layers(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, who: str) -> None:
@@ -140,13 +142,21 @@ class RootKeeper:
         if flavor == "sync":
             root, self.sync = self.sync, None
             return root
-        if self.async_ is None:
-            return None
-        kept_loop, root = self.async_
-        self.async_ = None
-        if kept_loop is loop and not root.invalidated:
-            return root
-        _discard(root)  # made on another loop: it cannot be used here, nor closed politely from here
+        if self.async_ is not None:
+            kept_loop, root = self.async_
+            self.async_ = None
+            if kept_loop is loop and not root.invalidated:
+                return root
+            self._retire(kept_loop, root)  # made on another loop: not usable here, nor closable from here
+        # back on the loop of a retired connection (the session loop, after function-loop tests): reuse it,
+        # so there is never more than one per loop
+        for index, (retired_loop, root) in enumerate(self.retired):
+            if retired_loop is loop:
+                del self.retired[index]
+                if not root.invalidated:
+                    return root
+                _discard(root)
+                break
         return None
 
     def give(self, flavor: Flavor, loop: asyncio.AbstractEventLoop | None, root: Connection) -> None:
@@ -157,8 +167,16 @@ class RootKeeper:
         else:
             assert loop is not None
             if self.async_ is not None:
-                _discard(self.async_[1])
+                self._retire(*self.async_)
             self.async_ = (loop, root)
+
+    def _retire(self, loop: asyncio.AbstractEventLoop, root: Connection) -> None:
+        """An idle connection (no layer above it) that must be closed on its own loop, later: dropped
+        instead, the garbage collector would find it (SQLAlchemy warns of a non-checked-in connection)."""
+        if loop.is_closed() or root.invalidated:
+            _discard(root)
+        else:
+            self.retired.append((loop, root))
 
     def close(self) -> None:
         self.layers.clear()
@@ -168,8 +186,11 @@ class RootKeeper:
         self.close_async()
 
     def close_async(self) -> None:
-        if self.async_ is not None:
-            loop, root = self.async_
+        """Close the kept and retired async connections on their loops (pytest-asyncio's session loop is
+        still open when its fixture's dependants are torn down)."""
+        closing = self.retired + ([self.async_] if self.async_ is not None else [])
+        self.retired, self.async_ = [], None
+        for loop, root in closing:
             if not loop.is_closed() and not loop.is_running():
                 try:
                     loop.run_until_complete(greenlet_spawn(root.close))
@@ -177,7 +198,6 @@ class RootKeeper:
                     _discard(root)
             else:
                 _discard(root)
-        self.async_ = None
 
 
 def _discard(root: Connection) -> None:
