@@ -5,7 +5,8 @@ One project: the benchmark's 20-table schema, built either by create_all or by 2
 table each), and a single test. For each database it runs pytest with --sqlsandbox-rebuild (cold: the schema
 is built, as every run did before templates) and without (warm: cloned), REPEAT times each, and reports the
 median wall time of the whole pytest process, the schema step the plugin reports, and the ratio cold/warm.
-A run with the plugin disabled gives pytest's own floor.
+A run with the plugin disabled gives pytest's own floor. Last, the embedded PostgreSQL server alone: its first
+start in a new data folder (initdb, then start), a start on a folder an earlier run left, and its stop.
 
     .venv/bin/python benchmarks/startup.py      # writes benchmarks/results/startup.md
 """
@@ -134,10 +135,44 @@ def main() -> int:
             f"| {source} | {label} | {cold_wall:.2f} s | {warm_wall:.2f} s | {cold_wall / warm_wall:.2f}x "
             f"| {cold_step:.2f} s | {warm_step:.2f} s |"
         )
+    lines += ["", *embedded_server_lines()]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "startup.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def embedded_server_lines() -> list[str]:
+    """Times EmbeddedPostgres.start and stop, each in a private temp folder so no other run's slot counts."""
+    from sqlalchemy.engine import make_url
+
+    from sqlsandbox import embedded
+
+    first, again, stop = [], [], []
+    for _ in range(REPEAT):
+        base = Path(tempfile.mkdtemp(prefix="sqsb-bench-", dir="/tmp"))  # short: the socket lives in it
+        base.chmod(0o711)  # under root the server runs as postgres, which must pass through
+        saved, tempfile.tempdir = tempfile.tempdir, str(base)
+        try:
+            for times in (first, again):
+                started = time.perf_counter()
+                server = embedded.EmbeddedPostgres.start(make_url("postgresql+embedded:///startup"))
+                times.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                server.stop()
+                stop.append(time.perf_counter() - started)
+        finally:
+            tempfile.tempdir = saved
+            subprocess.run(["rm", "-rf", str(base)], check=False)
+    first_s, again_s, stop_s = (statistics.median(times) for times in (first, again, stop))
+    print(f"embedded server: first start {first_s:.2f} s, again {again_s:.2f} s", flush=True)
+    return [
+        f"## The embedded PostgreSQL server ({server.describe()})",
+        "",
+        f"Median of {REPEAT}, each in a new private temp folder. First start in a new data folder (initdb, "
+        f"then start): {first_s:.2f} s. Start on the folder an earlier run left (every later run): "
+        f"{again_s:.2f} s. Stop: {stop_s:.2f} s.",
+    ]
 
 
 if __name__ == "__main__":
