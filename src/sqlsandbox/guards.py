@@ -82,7 +82,8 @@ def call_site(skip: int = 2) -> str:
 
 
 def in_greenlet() -> bool:
-    """Inside SQLAlchemy's async bridge (its greenlet class before 2.0.36, a marker attribute since)."""
+    """Inside SQLAlchemy's async bridge. SQLAlchemy's own check: 2.0.30 marks the bridge by a greenlet
+    class, newer releases by an attribute."""
     return bool(_sqlalchemy_in_greenlet())
 
 
