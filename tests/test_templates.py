@@ -302,7 +302,7 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     key = uuid.uuid4().hex
     name = provision.template_name(key, "deadrun")
     base = provision.base_name(unique_url)
-    dead = f"sqlsandbox: created by pid 999999 on {provision.host()} at 0; template "
+    dead = f"sqlsandbox: created by pid 1073741824 on {provision.host()} at 0; template "
     mark = dead + provision.template_mark(key, base, "building", "deadrun")
 
     def plant(conn: Connection) -> None:
