@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sqlsandbox import embedded, provision
 from sqlsandbox.errors import NotOurDatabaseError
+from tests import namespaces
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning"),
@@ -480,11 +480,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     drop the other's live test database because that pid number is free in its own namespace."""
     if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
         pytest.skip("server databases only")
-    if sys.platform != "linux":
-        pytest.skip("pid namespaces are Linux's")
-    if shutil.which("unshare") is None:
-        assert not os.environ.get("CI"), "CI's machine has unshare (util-linux)"
-        pytest.skip("no unshare here")
+    namespaces.require()
     free = _free_pid()
     script = tmp_path / "namespaced.py"
     script.write_text(NAMESPACED)
@@ -492,21 +488,8 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     # in a new pid namespace, the run gets pid `free`, which no process of this namespace has
     # ("; true": a shell that execs its last command would give python pid 1 instead)
     command = f"echo {free - 1} > /proc/sys/kernel/ns_last_pid && {sys.executable} {script} '{theirs}'; true"
-    inner = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", command],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    inner, line = namespaces.start(["sh", "-c", command])
     try:
-        assert inner.stdout is not None and inner.stdin is not None
-        line = inner.stdout.readline().split()
-        if not line:
-            _, err = inner.communicate(timeout=30)
-            if "Operation not permitted" in err and not os.environ.get("CI"):
-                pytest.skip(f"cannot make a pid namespace here: {err.strip()}")
-            raise AssertionError(err)
         their_pid, their_host = int(line[0]), line[1]
         assert their_pid == free  # a pid that, on this side, no process has
         assert their_host != provision.host() and their_host.split("~")[0] == socket.gethostname()

@@ -107,6 +107,17 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.ini, opt.help, type="string", default=None)
         extra: dict[str, Any] = {"action": "store_const", "const": "true"} if opt.flag else {}
         group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]", **extra)
+    group.addoption(
+        "--sqlsandbox-clean",
+        dest="sqlsandbox_clean",
+        nargs="?",
+        const="24",
+        default=None,
+        metavar="HOURS",
+        help="Run no tests: drop the databases this project's runs left on the server that no run can still "
+        "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
+        "more than HOURS ago (default 24) with nobody connected; then exit. Built templates are kept.",
+    )
 
 
 def _split(value: str) -> tuple[str, ...]:

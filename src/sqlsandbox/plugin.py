@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from . import asyncio_loops, blocker
+from . import asyncio_loops, blocker, cleanup
 from . import config as config_mod
 from .config import import_string
 from .errors import ConfigError, SandboxError, SandboxLayerError, usage_error
@@ -40,6 +41,30 @@ SANDBOX_FIXTURES = frozenset(
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     config_mod.add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """--sqlsandbox-clean: clean up, print what was done, and exit without running tests."""
+    hours = config.getoption("sqlsandbox_clean", default=None)
+    if hours is None:
+        return None
+    try:
+        lines = cleanup.run(config_mod.load_settings(config), str(hours), _cache_dir(config))
+    except SandboxError as exc:
+        raise usage_error(exc) from None
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _cache_dir(config: pytest.Config) -> Path | None:
+    """Where config.cache.mkdir("sqlsandbox") puts SQLite templates; config.cache is made only after this
+    hook, by pytest's cacheprovider (its cache_dir ini key, under "d/")."""
+    if not config.pluginmanager.has_plugin("cacheprovider"):
+        return None
+    folder = os.path.expandvars(os.path.expanduser(str(config.getini("cache_dir"))))
+    return Path(config.rootpath, folder, "d", "sqlsandbox")
 
 
 def pytest_configure(config: pytest.Config) -> None:

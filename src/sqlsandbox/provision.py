@@ -169,15 +169,25 @@ def pick_template(marked: Sequence[tuple[str, str | None]], run_id: str) -> tupl
     return max(ready, key=lambda item: (template_run(item[1]) == run_id, _mark_time(item[1])))
 
 
+def mark_origin(mark: str | None) -> tuple[int, str, float] | None:
+    """(pid, host, unix time) of the run that made a database, from its mark; None for no mark of ours."""
+    found = _MARK_RE.match(mark or "")
+    return (int(found.group(1)), found.group(2), _mark_time(mark)) if found else None
+
+
+def made_here(where: str) -> bool:
+    """Whether a mark's host is this host (and pid namespace), where its pid can be looked up."""
+    # a mark without "~" was made before pid namespaces were recorded: judged by host name, as then
+    return where in (host(), socket.gethostname())
+
+
 def is_stale(mark: str | None) -> bool:
     """A database of ours whose run is gone: made on this host (and pid namespace) by a process that no
     longer exists. A kept template is never stale: outliving its run is its purpose."""
-    found = _MARK_RE.match(mark or "")
-    # a mark without "~" was made before pid namespaces were recorded: judged by host name, as then
-    made_here = found is not None and found.group(2) in (host(), socket.gethostname())
-    if found is None or not made_here or template_is_kept(mark):
+    origin = mark_origin(mark)
+    if origin is None or not made_here(origin[1]) or template_is_kept(mark):
         return False
-    pid = int(found.group(1))
+    pid = origin[0]
     if pid == os.getpid():
         return False
     try:
@@ -291,6 +301,16 @@ class Provisioner:
         """Empty a template that can_copy refused, keeping its mark as the word for later runs."""
         raise NotImplementedError(f"{type(self).__name__} can copy every template")
 
+    # clean-up on demand (pytest --sqlsandbox-clean, see cleanup.py)
+    def project_databases(self) -> list[tuple[str, str]]:
+        """(name, mark) of each database of ours that this project's runs made (test databases named
+        after the URL's database, templates built for them), whoever made it and whenever."""
+        raise NotImplementedError
+
+    def drop_if_unused(self, name: str) -> str:
+        """Drop one of project_databases(): '' once it is gone, else why it was kept."""
+        raise NotImplementedError
+
 
 PROVISIONERS: dict[str, type[Provisioner]] = {}
 
@@ -340,6 +360,21 @@ class ServerProvisioner(Provisioner):
             if other != keep and is_stale(mark):
                 self._drop_leftover(conn, other)
                 self.removed_stale.append(other)
+
+    def project_databases(self) -> list[tuple[str, str]]:
+        base = base_name(self.server_url)
+        run_database = re.compile(rf"{re.escape(base)}_[0-9a-f]+(_gw\d+)?")  # not test_<name>_v2_<run>
+
+        def work(conn: Connection) -> list[tuple[str, str]]:
+            tests = [(n, m) for n, m in self._marked(conn, _like_prefix(base)) if run_database.fullmatch(n)]
+            kept = [
+                (n, m)
+                for n, m in self._marked(conn, _like_prefix(TEMPLATE_PREFIX[:-1]))
+                if _template_base(m) == base
+            ]
+            return [(name, str(mark)) for name, mark in tests + kept if mark_origin(mark) is not None]
+
+        return run_admin(self._admin_url(), work)
 
     def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
         def work(conn: Connection) -> tuple[URL, str] | None:
@@ -424,6 +459,23 @@ class PostgresProvisioner(ServerProvisioner):
 
         run_admin(self._admin_url(), work)
 
+    def drop_if_unused(self, name: str) -> str:
+        def work(conn: Connection) -> str:
+            mark = self._mark_of(conn, name)
+            if mark is False:
+                return ""  # gone already (its own run ended meanwhile)
+            if mark_origin(mark if isinstance(mark, str) else None) is None:
+                return "it no longer carries our mark"
+            try:  # no FORCE: a run still connected to it keeps it
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+            except DBAPIError as exc:
+                if "being accessed by other users" in str(exc.orig):
+                    return "a connection to it is open"
+                raise
+            return ""
+
+        return run_admin(self._admin_url(), work)
+
     def create_template(self, key: str, run_id: str) -> URL:
         name = template_name(key, run_id)
         base = base_name(self.server_url)
@@ -496,6 +548,32 @@ class MySQLProvisioner(ServerProvisioner):
 
     def _drop_leftover(self, conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def drop_if_unused(self, name: str) -> str:
+        def work(conn: Connection) -> str:
+            state = self._state(conn, name)
+            if state != "ours":
+                return "" if state == "absent" else "it no longer carries our mark"
+            users = conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    "WHERE DB = :n AND ID <> CONNECTION_ID()"
+                ),
+                {"n": name},
+            ).scalar()
+            if users:
+                return f"{users} connection(s) to it are open"
+            # a connection that uses it from another database holds its tables' locks: wait 5 s, not a year
+            conn.exec_driver_sql("SET SESSION lock_wait_timeout = 5")
+            try:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            except DBAPIError as exc:
+                if "lock wait timeout" in str(exc.orig).lower():
+                    return "a connection holds locks in it"
+                raise
+            return ""
+
+        return run_admin(self._admin_url(), work)
 
     def _create_marked(self, conn: Connection, name: str, mark: str) -> None:
         conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
@@ -694,6 +772,39 @@ class SQLiteProvisioner(Provisioner):
             shutil.rmtree(folder, ignore_errors=True)
         elif folder == self._templates():  # a template that failed to build
             Path(str(test_url.database)).unlink(missing_ok=True)
+
+    def project_databases(self) -> list[tuple[str, str]]:
+        """The private temp dirs of this project's test databases, and template files whose build was
+        cut short (named <key>.building-<host hash>-<pid>.db, or <key>.building-<pid>.db by earlier
+        versions), each
+        with a mark made up from its name and age, so they are judged as server databases are."""
+        base = base_name(self.server_url)
+        found = []
+        for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
+            with contextlib.suppress(OSError):
+                mark = marker.read_text()
+                if mark_origin(mark) is not None and any(marker.parent.glob(f"{base}_*.db")):
+                    found.append((str(marker.parent), mark))
+        here = hashlib.sha256(host().encode()).hexdigest()[:8]
+        for left in self._templates().glob("*.building-*.db"):
+            parts = left.stem.rpartition(".building-")[2].split("-")
+            if not parts[-1].isdigit():
+                continue
+            where = (host() if parts[0] == here else f"host-{parts[0]}") if len(parts) == 2 else "unknown"
+            with contextlib.suppress(OSError):
+                mtime = left.stat().st_mtime
+                found.append((str(left), f"{MARK}: created by pid {parts[-1]} on {where} at {mtime:.0f}"))
+        return found
+
+    def drop_if_unused(self, name: str) -> str:
+        path = Path(name)
+        if path.is_dir():
+            if not Path(path, MARKER_TABLE).exists():
+                return "it no longer carries our mark"
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return ""
 
     def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
         path = self._templates() / f"{key[:16]}.db"

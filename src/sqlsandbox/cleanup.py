@@ -1,0 +1,109 @@
+"""`pytest --sqlsandbox-clean`: remove what runs killed in other hosts or containers left behind.
+
+Every run removes by itself what killed runs on this host left, since their pid is gone (provision.is_stale).
+What a run in another host or container left cannot be judged so: its pid means nothing here, and that run
+may still be going. On demand, this drops those of the project's databases that are older than a limit
+(24 hours unless told) and that nobody is connected to. A kept schema template stays (later runs clone it,
+and each run keeps at most 8 per name); a database without our mark is never listed, let alone touched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import embedded, provision
+from .config import Settings
+from .errors import ConfigError
+
+DEFAULT_HOURS = 24.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    drop: bool
+    why: str
+
+
+def parse_hours(raw: str) -> float:
+    try:
+        hours = float(raw)
+    except ValueError:
+        hours = math.nan
+    if math.isnan(hours) or hours < 0:
+        raise ConfigError(
+            f"--sqlsandbox-clean={raw!r}: the age limit is not a number of hours.",
+            fix=f"write --sqlsandbox-clean for {DEFAULT_HOURS:g} hours, or e.g. --sqlsandbox-clean=6 "
+            "(with '=': the value is optional).",
+        )
+    return hours
+
+
+def span(seconds: float) -> str:
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def judge(name: str, mark: str, older_than: float, now: float) -> Verdict:
+    """Whether a database of ours may go, and why, from its mark alone (what is connected is asked later)."""
+    if provision.template_is_kept(mark):
+        return Verdict(name, False, "a schema template: later runs clone it")
+    origin = provision.mark_origin(mark)
+    if origin is None:
+        return Verdict(name, False, "its mark cannot be read")
+    pid, where, at = origin
+    if provision.made_here(where):
+        if provision.is_stale(mark):
+            return Verdict(name, True, f"made here by pid {pid}, which is gone")
+        return Verdict(name, False, f"made here by pid {pid}, which is still running")
+    age = max(0.0, now - at)  # marks round to the second
+    made = f"made on {where} {span(age)} ago"
+    if age < older_than:
+        return Verdict(name, False, f"{made}: its run may still be going (limit {span(older_than)})")
+    return Verdict(name, True, made)
+
+
+def clean(provisioner: provision.Provisioner, older_than: float, now: float | None = None) -> list[Verdict]:
+    """Judge each of the project's databases and drop those that may go, unless someone is connected."""
+    now = time.time() if now is None else now
+    verdicts = []
+    for name, mark in provisioner.project_databases():
+        verdict = judge(name, mark, older_than, now)
+        if verdict.drop:
+            busy = provisioner.drop_if_unused(name)
+            if busy:
+                verdict = Verdict(name, False, f"{verdict.why}, but {busy}")
+        verdicts.append(verdict)
+    return verdicts
+
+
+def run(settings: Settings, raw_hours: str, cache_dir: Path | None) -> list[str]:
+    """The lines `pytest --sqlsandbox-clean` prints."""
+    older_than = parse_hours(raw_hours) * 3600
+    url = provision.parse_url(settings.url)
+    base = provision.base_name(url)
+    if embedded.is_embedded(url):
+        return [
+            f"sqlsandbox: nothing to clean for {provision.safe_url(url)}: the embedded server is this "
+            "machine's own, and each run removes what killed runs left in it (a server left running "
+            "included)."
+        ]
+    provisioner = provision.provisioner_for(url)
+    if isinstance(provisioner, provision.SQLiteProvisioner):
+        provisioner.cache_dir = cache_dir
+    where = provision.safe_url(url) if settings.url else "embedded SQLite"
+    verdicts = clean(provisioner, older_than)
+    if not verdicts:
+        return [f"sqlsandbox: no database of {base}'s runs on {where}."]
+    width = max(len(v.name) for v in verdicts)
+    lines = [f"sqlsandbox: databases of {base}'s runs on {where}:"]
+    lines += [f"  {'dropped' if v.drop else 'kept   '}  {v.name:<{width}}  {v.why}" for v in verdicts]
+    dropped = sum(v.drop for v in verdicts)
+    lines.append(f"{dropped} dropped, {len(verdicts) - dropped} kept.")
+    return lines

@@ -1,0 +1,292 @@
+"""`pytest --sqlsandbox-clean`: what runs killed in other hosts or containers left is dropped on demand, by
+age, when nobody is connected; live runs, templates, other projects and databases not ours stay."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Connection, make_url
+
+from sqlsandbox import cleanup, embedded, provision
+from tests import namespaces
+
+pytestmark = pytest.mark.sqlsandbox_allow_any_database
+
+DEAD = 2**30  # above any pid_max (at most 2**22): no process has it
+DAY = 86400.0
+
+
+def _mark(pid: int, where: str, at: float, template: str = "") -> str:
+    mark = f"sqlsandbox: created by pid {pid} on {where} at {at:.0f}"
+    return f"{mark}; template {template}" if template else mark
+
+
+@pytest.mark.parametrize(
+    ("pid", "where", "age", "template", "drop", "why"),
+    [
+        (DEAD, "ci-7~4026531836", 3 * DAY, "", True, "made on ci-7~4026531836 3 days ago"),
+        (DEAD, "ci-7~4026531836", 3600, "", False, "made on ci-7~4026531836 60 min ago: its run may still"),
+        (DEAD, "HERE", 60, "", True, f"made here by pid {DEAD}, which is gone"),
+        (os.getppid(), "HERE", 3 * DAY, "", False, "which is still running"),
+        (DEAD, "ci-7", 3 * DAY, "k of test_x; ready; run r", False, "a schema template: later runs clone it"),
+        (DEAD, "ci-7", 3 * DAY, "k of test_x; uncopyable; run r", False, "a schema template"),
+        (DEAD, "ci-7", 3 * DAY, "k of test_x; building; run r", True, "made on ci-7 3 days ago"),
+    ],
+)
+def test_judged_by_mark(pid: int, where: str, age: float, template: str, drop: bool, why: str) -> None:
+    where = provision.host() if where == "HERE" else where
+    now = time.time()
+    verdict = cleanup.judge("db", _mark(pid, where, now - age, template), older_than=DAY, now=now)
+    assert verdict.drop is drop
+    assert why in verdict.why, verdict.why
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
+def test_a_bad_age_is_one_clear_error(pytester: pytest.Pytester, raw: str) -> None:
+    result = pytester.runpytest(f"--sqlsandbox-clean={raw}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: sqlsandbox: --sqlsandbox-clean='{raw}': the age limit is not a number of hours.", "Fix: *"]
+    )
+    assert "Traceback" not in str(result.stderr)
+
+
+def test_an_unreachable_server_is_one_clear_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--sqlsandbox-url=postgresql+psycopg://postgres@127.0.0.1:9/app", "--sqlsandbox-clean"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: sqlsandbox: *127.0.0.1:9*"])
+    assert "Traceback" not in str(result.stderr)
+
+
+def test_embedded_has_nothing_to_clean(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_never_runs(): raise AssertionError")
+    result = pytester.runpytest("--sqlsandbox-url=postgresql+embedded:///app", "--sqlsandbox-clean")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["sqlsandbox: nothing to clean for postgresql+embedded:///app: *"])
+    assert "test_never_runs" not in str(result.stdout)  # no server started, no test run
+
+
+# ---- on the suite's server ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
+    raw = os.environ.get("SQLSANDBOX_URL")
+    url = make_url(raw) if raw else None
+    if url is None or provision.drivers.family(url) == "sqlite" or embedded.is_embedded(url):
+        pytest.skip("a database server's databases (SQLite: test_sqlite_leftovers)")
+    monkeypatch.delenv("SQLSANDBOX_URL")  # inner runs get the URL from the command line
+    url = url.set(database=f"cln{uuid.uuid4().hex[:8]}")  # a project of its own on the shared server
+    yield url
+    kept = provision.provisioner_for(url).project_databases()  # the inner runs' templates
+    _drop_all(url, [name for name, _ in kept if name.startswith(provision.TEMPLATE_PREFIX)])
+
+
+def _admin(url: URL) -> URL:
+    return provision.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
+
+
+def _plant(url: URL, name: str, mark: str | None) -> None:
+    def work(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            if mark is not None:
+                conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+        else:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+            if mark is not None:
+                conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{provision.MARKER_TABLE}` (note VARCHAR(255))")
+                conn.execute(text(f"INSERT INTO `{name}`.`{provision.MARKER_TABLE}` VALUES (:m)"), {"m": mark})
+
+    provision.run_admin(_admin(url), work)
+
+
+def _names(url: URL) -> set[str]:
+    def work(conn: Connection) -> set[str]:
+        query = (
+            "SELECT datname FROM pg_database"
+            if conn.dialect.name == "postgresql"
+            else "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"
+        )
+        return {str(name) for name in conn.exec_driver_sql(query).scalars()}
+
+    return provision.run_admin(_admin(url), work)
+
+
+def _drop_all(url: URL, names: list[str]) -> None:
+    def work(conn: Connection) -> None:
+        for name in names:
+            quoted = f'"{name}"' if conn.dialect.name == "postgresql" else f"`{name}`"
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+
+    provision.run_admin(_admin(url), work)
+
+
+@pytest.fixture
+def planted(server_url: URL) -> Iterator[dict[str, str]]:
+    base = provision.base_name(server_url)
+    now = time.time()
+    marks = {
+        f"{base}_0000a001": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old: goes
+        f"{base}_0000a002": _mark(DEAD, "ci-7~4026531836", now - 2 * 3600),  # elsewhere, young: stays
+        f"{base}_0000a003_gw1": _mark(DEAD, provision.host(), now),  # here, its process gone: goes
+        f"{base}_0000a004": _mark(os.getpid(), provision.host(), now - 3 * DAY),  # here, alive: stays
+        f"{base}_0000a005": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old, connected
+        f"{base}_0000a006": "",  # not marked by us: never listed, never touched
+        f"{base}_v2_0000a007": _mark(DEAD, "ci-7", now - 3 * DAY),  # project test_<name>_v2's: not listed
+        "sqlsandbox_tpl_cln_r1": _mark(DEAD, "ci-7", now - 3 * DAY, f"k of {base}; ready; run r1"),
+    }
+    for name, mark in marks.items():
+        _plant(server_url, name, mark or None)
+    try:
+        yield marks
+    finally:
+        _drop_all(server_url, list(marks))
+
+
+def test_clean_drops_only_what_no_run_can_be_using(
+    pytester: pytest.Pytester, server_url: URL, planted: dict[str, str]
+) -> None:
+    pytester.makepyfile("def test_never_runs(): raise AssertionError")
+    base = provision.base_name(server_url)
+    busy = f"{base}_0000a005"
+    engine = create_engine(provision.drivers.sync_url(server_url.set(database=busy)))
+    url_arg = f"--sqlsandbox-url={server_url.render_as_string(hide_password=False)}"
+    try:
+        with engine.connect() as conn:  # a run elsewhere, still connected though its mark is old
+            conn.exec_driver_sql("SELECT 1")
+            result = pytester.runpytest(url_arg, "--sqlsandbox-clean")
+        assert result.ret == 0, str(result.stdout) + str(result.stderr)
+        out = str(result.stdout)
+        assert "test_never_runs" not in out and "passed" not in out and "failed" not in out
+        result.stdout.fnmatch_lines(
+            [f"sqlsandbox: databases of {base}'s runs on *{server_url.database}:", "2 dropped, 4 kept."]
+        )
+        result.stdout.fnmatch_lines_random(
+            [
+                f"  dropped  {base}_0000a001 * made on ci-7~4026531836 3 days ago",
+                f"  kept     {base}_0000a002 * made on ci-7~4026531836 2 h ago: its run may still be going"
+                " (limit 24 h)",
+                f"  dropped  {base}_0000a003_gw1 * made here by pid {DEAD}, which is gone",
+                f"  kept     {base}_0000a004 * made here by pid {os.getpid()}, which is still running",
+                f"  kept     {base}_0000a005 * made on ci-7~4026531836 3 days ago, but * open",
+                "  kept     sqlsandbox_tpl_cln_r1 * a schema template: later runs clone it",
+            ]
+        )
+        assert f"{base}_0000a006" not in out and "_v2_" not in out
+        left = _names(server_url)
+        assert {f"{base}_0000a001", f"{base}_0000a003_gw1"}.isdisjoint(left)
+        assert {f"{base}_0000a002", f"{base}_0000a004", busy, f"{base}_0000a006"} <= left
+        assert {f"{base}_v2_0000a007", "sqlsandbox_tpl_cln_r1"} <= left
+
+        # a limit of its own: the young one goes now; its connection closed, the busy one goes too
+        engine.dispose()
+        again = pytester.runpytest(url_arg, "--sqlsandbox-clean=1")
+        assert again.ret == 0
+        again.stdout.fnmatch_lines(["2 dropped, 2 kept."])
+        assert {f"{base}_0000a002", busy}.isdisjoint(_names(server_url))
+        assert {f"{base}_0000a004", f"{base}_0000a006", "sqlsandbox_tpl_cln_r1"} <= _names(server_url)
+    finally:
+        engine.dispose()
+
+
+def test_a_run_killed_in_another_container_is_left_by_runs_and_dropped_by_clean(
+    pytester: pytest.Pytester, server_url: URL
+) -> None:
+    """A pytest run in another pid namespace (a container sharing the host name), killed midway: later runs
+    here cannot judge its pid and keep its database; --sqlsandbox-clean past the age limit drops it."""
+    url_arg = f"--sqlsandbox-url={server_url.render_as_string(hide_password=False)}"
+    pytester.makepyfile(
+        test_hangs="""
+        import sys
+        from sqlsandbox import provision
+
+        def test_hangs(sandbox, db_connection):
+            db_connection.exec_driver_sql("SELECT 1")
+            print("INSIDE", sandbox.db.url.database, provision.host(), flush=True)
+            sys.stdin.readline()  # killed before it gets a line
+        """
+    )
+    argv = [sys.executable, "-m", "pytest", "-s", "-p", "no:randomly", "-p", "no:cacheprovider", url_arg]
+    inner, (theirs, their_host) = namespaces.start([*argv, "test_hangs.py"], str(pytester.path), "INSIDE ")
+    try:
+        assert their_host != provision.host()  # another "container"
+        inner.send_signal(signal.SIGKILL)  # unshare --kill-child takes the run with it
+        inner.wait(timeout=30)
+        pytester.makepyfile(test_hangs="def test_x(db_connection): pass")
+        pytester.runpytest(url_arg).assert_outcomes(passed=1)
+        assert theirs in _names(server_url)  # a run here cannot tell it is dead: kept
+
+        young = pytester.runpytest(url_arg, "--sqlsandbox-clean")
+        young.stdout.fnmatch_lines([f"  kept     {theirs} * made on {their_host} * min ago: its run may*"])
+        assert theirs in _names(server_url)
+        aged = pytester.runpytest(url_arg, "--sqlsandbox-clean=0")
+        aged.stdout.fnmatch_lines([f"  dropped  {theirs} * made on {their_host} * ago"])
+        assert theirs not in _names(server_url)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+        _drop_all(server_url, [theirs])
+
+
+# ---- SQLite ------------------------------------------------------------------------------------------
+
+
+def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's test databases live in private temp dirs and its templates in pytest's cache folder: a run's
+    folder and a cut-short template build from another container are judged as server databases are."""
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)
+    tag = f"cln{uuid.uuid4().hex[:8]}"
+    base = f"test_{tag}"
+    pytester.makepyfile("def test_x(db_connection): pass")
+    pytester.makeini(f"[pytest]\nsqlsandbox_url = sqlite:///{tag}.db\n")
+    pytester.runpytest().assert_outcomes(passed=1)  # makes the cache folder as a run does
+    now = time.time()
+    folders = {}
+    for label, mark in {
+        "old_elsewhere": _mark(DEAD, "ci-7~1", now - 3 * DAY),
+        "young_elsewhere": _mark(DEAD, "ci-7~1", now - 60),
+        "alive_here": _mark(os.getpid(), provision.host(), now - 3 * DAY),
+    }.items():
+        folder = Path(tempfile.mkdtemp(prefix="sqlsandbox-"))
+        Path(folder, provision.MARKER_TABLE).write_text(mark)
+        Path(folder, f"{base}_0000c001.db").write_bytes(b"")
+        folders[label] = folder
+    other_project = Path(tempfile.mkdtemp(prefix="sqlsandbox-"))
+    Path(other_project, provision.MARKER_TABLE).write_text(_mark(DEAD, "ci-7~1", now - 3 * DAY))
+    Path(other_project, f"{base}x_0000c001.db").write_bytes(b"")
+    cache = pytester.path / ".pytest_cache" / "d" / "sqlsandbox"
+    assert cache.is_dir()
+    old_build = cache / "0123456789abcdef.building-deadbeef-77.db"  # another host's, three days old
+    older_format = cache / "0123456789abcdef.building-78.db"
+    here = hashlib.sha256(provision.host().encode()).hexdigest()[:8]
+    live_build = cache / f"0123456789abcdef.building-{here}-{os.getpid()}.db"  # a live run's, here
+    for path in (old_build, older_format, live_build):
+        path.write_bytes(b"")
+        os.utime(path, (now - 3 * DAY, now - 3 * DAY))
+    try:
+        result = pytester.runpytest("--sqlsandbox-clean")
+        assert result.ret == 0
+        result.stdout.fnmatch_lines(
+            ["sqlsandbox: databases of test_*'s runs on sqlite:///*:", "3 dropped, 3 kept."]
+        )
+        assert not folders["old_elsewhere"].exists() and not old_build.exists() and not older_format.exists()
+        assert folders["young_elsewhere"].exists() and folders["alive_here"].exists() and live_build.exists()
+        assert other_project.exists()  # another project's: not listed
+    finally:
+        for folder in [*folders.values(), other_project]:
+            shutil.rmtree(folder, ignore_errors=True)
