@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -29,18 +30,26 @@ def start(argv: list[str], cwd: str | None = None, after: str = "") -> tuple[sub
         cwd=cwd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe, read to the end on failure: the child never blocks on it
         text=True,
     )
     assert inner.stdout is not None
+    watchdog = threading.Timer(120, inner.kill)  # a child that never says its line fails, not hangs
+    watchdog.start()
+    seen: list[str] = []
     line: list[str] = []
-    for text in inner.stdout:
-        if after in text:  # pytest -s prints a test's output after its file name, on that line
-            line = (text.partition(after)[2] if after else text).split()
-            break
+    try:
+        for text in inner.stdout:
+            if after in text:  # pytest -s prints a test's output after its file name, on that line
+                line = (text.partition(after)[2] if after else text).split()
+                break
+            seen.append(text)
+    finally:
+        watchdog.cancel()
     if not line:
-        _, err = inner.communicate(timeout=30)
-        if "Operation not permitted" in err and not os.environ.get("CI"):
-            pytest.skip(f"cannot make a pid namespace here: {err.strip()}")
-        raise AssertionError(err)
+        inner.wait(timeout=30)
+        out = "".join(seen)
+        if "Operation not permitted" in out and not os.environ.get("CI"):
+            pytest.skip(f"cannot make a pid namespace here: {out.strip()}")
+        raise AssertionError(out or f"exited with {inner.returncode} and said nothing")
     return inner, line

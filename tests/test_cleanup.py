@@ -136,23 +136,28 @@ def _drop_all(url: URL, names: list[str]) -> None:
     provision.run_admin(_admin(url), work)
 
 
+def _template(url: URL) -> str:
+    return f"sqlsandbox_tpl_{url.database}"  # the project's own, so concurrent runs of this test never clash
+
+
 @pytest.fixture
 def planted(server_url: URL) -> Iterator[dict[str, str]]:
     base = provision.base_name(server_url)
     now = time.time()
     marks = {
         f"{base}_0000a001": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old: goes
-        f"{base}_0000a002": _mark(DEAD, "ci-7~4026531836", now - 2 * 3600),  # elsewhere, young: stays
-        f"{base}_0000a003_gw1": _mark(DEAD, provision.host(), now),  # here, its process gone: goes
+        f"{base}_0000a002_gw1": _mark(DEAD, "ci-7~4026531836", now - 2 * 3600 - 60),  # elsewhere, young: stays
         f"{base}_0000a004": _mark(os.getpid(), provision.host(), now - 3 * DAY),  # here, alive: stays
         f"{base}_0000a005": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old, connected
         f"{base}_0000a006": "",  # not marked by us: never listed, never touched
         f"{base}_v2_0000a007": _mark(DEAD, "ci-7", now - 3 * DAY),  # project test_<name>_v2's: not listed
-        "sqlsandbox_tpl_cln_r1": _mark(DEAD, "ci-7", now - 3 * DAY, f"k of {base}; ready; run r1"),
+        _template(server_url): _mark(DEAD, "ci-7", now - 3 * DAY, f"k of {base}; ready; run r"),
     }
-    for name, mark in marks.items():
-        _plant(server_url, name, mark or None)
+    # (one made here by a dead pid is not planted: any run on this host, such as another xdist worker's,
+    # may remove it first; test_judged_by_mark and test_templates cover it)
     try:
+        for name, mark in marks.items():
+            _plant(server_url, name, mark or None)
         yield marks
     finally:
         _drop_all(server_url, list(marks))
@@ -163,7 +168,7 @@ def test_clean_drops_only_what_no_run_can_be_using(
 ) -> None:
     pytester.makepyfile("def test_never_runs(): raise AssertionError")
     base = provision.base_name(server_url)
-    busy = f"{base}_0000a005"
+    busy, template = f"{base}_0000a005", _template(server_url)
     engine = create_engine(provision.drivers.sync_url(server_url.set(database=busy)))
     url_arg = f"--sqlsandbox-url={server_url.render_as_string(hide_password=False)}"
     try:
@@ -174,34 +179,74 @@ def test_clean_drops_only_what_no_run_can_be_using(
         out = str(result.stdout)
         assert "test_never_runs" not in out and "passed" not in out and "failed" not in out
         result.stdout.fnmatch_lines(
-            [f"sqlsandbox: databases of {base}'s runs on *{server_url.database}:", "2 dropped, 4 kept."]
+            [f"sqlsandbox: databases of {base}'s runs on *{server_url.database}:", "1 dropped, 4 kept."]
         )
         result.stdout.fnmatch_lines_random(
             [
                 f"  dropped  {base}_0000a001 * made on ci-7~4026531836 3 days ago",
-                f"  kept     {base}_0000a002 * made on ci-7~4026531836 2 h ago: its run may still be going"
+                f"  kept     {base}_0000a002_gw1 * made on ci-7~4026531836 2 h ago: its run may still be going"
                 " (limit 24 h)",
-                f"  dropped  {base}_0000a003_gw1 * made here by pid {DEAD}, which is gone",
                 f"  kept     {base}_0000a004 * made here by pid {os.getpid()}, which is still running",
                 f"  kept     {base}_0000a005 * made on ci-7~4026531836 3 days ago, but * open",
-                "  kept     sqlsandbox_tpl_cln_r1 * a schema template: later runs clone it",
+                f"  kept     {template} * a schema template: later runs clone it",
             ]
         )
         assert f"{base}_0000a006" not in out and "_v2_" not in out
         left = _names(server_url)
-        assert {f"{base}_0000a001", f"{base}_0000a003_gw1"}.isdisjoint(left)
-        assert {f"{base}_0000a002", f"{base}_0000a004", busy, f"{base}_0000a006"} <= left
-        assert {f"{base}_v2_0000a007", "sqlsandbox_tpl_cln_r1"} <= left
+        assert f"{base}_0000a001" not in left
+        assert {f"{base}_0000a002_gw1", f"{base}_0000a004", busy, f"{base}_0000a006"} <= left
+        assert {f"{base}_v2_0000a007", template} <= left
 
         # a limit of its own: the young one goes now; its connection closed, the busy one goes too
         engine.dispose()
         again = pytester.runpytest(url_arg, "--sqlsandbox-clean=1")
         assert again.ret == 0
         again.stdout.fnmatch_lines(["2 dropped, 2 kept."])
-        assert {f"{base}_0000a002", busy}.isdisjoint(_names(server_url))
-        assert {f"{base}_0000a004", f"{base}_0000a006", "sqlsandbox_tpl_cln_r1"} <= _names(server_url)
+        assert {f"{base}_0000a002_gw1", busy}.isdisjoint(_names(server_url))
+        assert {f"{base}_0000a004", f"{base}_0000a006", template} <= _names(server_url)
     finally:
         engine.dispose()
+
+
+def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
+    pytester: pytest.Pytester, server_url: URL
+) -> None:
+    """Run as a user with less power than the one that made the databases: on PostgreSQL, not their owner
+    (the DROP fails: that database is kept and the failure is its verdict, the rest goes on); on MariaDB,
+    without the PROCESS privilege (other users' connections are invisible: nothing is dropped)."""
+    base = provision.base_name(server_url)
+    user = f"cln_{uuid.uuid4().hex[:8]}"
+    old = _mark(DEAD, "ci-7~4026531836", time.time() - 3 * DAY)
+    names = [f"{base}_0000d001", f"{base}_0000d002"]
+    postgres = server_url.get_backend_name() == "postgresql"
+
+    def grant(conn: Connection) -> None:
+        if postgres:
+            conn.exec_driver_sql(f"CREATE ROLE {user} LOGIN")
+        else:
+            conn.exec_driver_sql(f"CREATE USER '{user}'@'%%'")  # (%%: the driver's paramstyle)
+            conn.exec_driver_sql(f"GRANT ALL ON `{base}\\_%%`.* TO '{user}'@'%%'")  # but not PROCESS
+
+    def revoke(conn: Connection) -> None:
+        conn.exec_driver_sql(
+            f"DROP ROLE IF EXISTS {user}" if postgres else f"DROP USER IF EXISTS '{user}'@'%%'"
+        )
+
+    try:
+        for name in names:
+            _plant(server_url, name, old)
+        provision.run_admin(_admin(server_url), grant)
+        as_user = server_url.set(username=user, password=None).render_as_string(hide_password=False)
+        result = pytester.runpytest(f"--sqlsandbox-url={as_user}", "--sqlsandbox-clean")
+        assert result.ret == 0, str(result.stdout) + str(result.stderr)
+        why = "dropping it failed: must be owner of database *" if postgres else "*lacks the PROCESS privilege)"
+        result.stdout.fnmatch_lines(
+            [f"  kept     {name}  made on * 3 days ago, but {why}" for name in names] + ["0 dropped, 2 kept."]
+        )
+        assert set(names) <= _names(server_url)
+    finally:
+        provision.run_admin(_admin(server_url), revoke)
+        _drop_all(server_url, names)
 
 
 def test_a_run_killed_in_another_container_is_left_by_runs_and_dropped_by_clean(
@@ -257,18 +302,20 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
     pytester.runpytest().assert_outcomes(passed=1)  # makes the cache folder as a run does
     now = time.time()
     folders = {}
-    for label, mark in {
-        "old_elsewhere": _mark(DEAD, "ci-7~1", now - 3 * DAY),
-        "young_elsewhere": _mark(DEAD, "ci-7~1", now - 60),
-        "alive_here": _mark(os.getpid(), provision.host(), now - 3 * DAY),
+    for label, (mark, written, db_name) in {
+        "old_elsewhere": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 3 * DAY, f"{base}_0000c001.db"),
+        "young_elsewhere": (_mark(DEAD, "ci-7~1", now - 60), now - 60, f"{base}_0000c002.db"),
+        # made long ago but written a minute ago: a file cannot say who has it open, its last write can
+        "old_but_written": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 60, f"{base}_0000c003_gw0.db-wal"),
+        "alive_here": (_mark(os.getpid(), provision.host(), now - 3 * DAY), now - 3 * DAY, f"{base}_c004.db"),
+        "other_project": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 3 * DAY, f"{base}_v2_0000c005.db"),
+        "other_project_2": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 3 * DAY, f"{base}x_0000c006.db"),
     }.items():
         folder = Path(tempfile.mkdtemp(prefix="sqlsandbox-"))
         Path(folder, provision.MARKER_TABLE).write_text(mark)
-        Path(folder, f"{base}_0000c001.db").write_bytes(b"")
+        Path(folder, db_name).write_bytes(b"")
+        os.utime(Path(folder, db_name), (written, written))
         folders[label] = folder
-    other_project = Path(tempfile.mkdtemp(prefix="sqlsandbox-"))
-    Path(other_project, provision.MARKER_TABLE).write_text(_mark(DEAD, "ci-7~1", now - 3 * DAY))
-    Path(other_project, f"{base}x_0000c001.db").write_bytes(b"")
     cache = pytester.path / ".pytest_cache" / "d" / "sqlsandbox"
     assert cache.is_dir()
     old_build = cache / "0123456789abcdef.building-deadbeef-77.db"  # another host's, three days old
@@ -282,11 +329,13 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
         result = pytester.runpytest("--sqlsandbox-clean")
         assert result.ret == 0
         result.stdout.fnmatch_lines(
-            ["sqlsandbox: databases of test_*'s runs on sqlite:///*:", "3 dropped, 3 kept."]
+            ["sqlsandbox: databases of test_*'s runs on sqlite:///*:", "3 dropped, 4 kept."]
         )
         assert not folders["old_elsewhere"].exists() and not old_build.exists() and not older_format.exists()
-        assert folders["young_elsewhere"].exists() and folders["alive_here"].exists() and live_build.exists()
-        assert other_project.exists()  # another project's: not listed
+        for kept in ("young_elsewhere", "old_but_written", "alive_here", "other_project", "other_project_2"):
+            assert folders[kept].exists(), kept
+        assert live_build.exists()
+        assert "_v2_" not in str(result.stdout) and f"{base}x_" not in str(result.stdout)  # not listed
     finally:
-        for folder in [*folders.values(), other_project]:
+        for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)

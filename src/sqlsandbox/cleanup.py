@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from . import embedded, provision
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, SandboxError
 
 DEFAULT_HOURS = 24.0
 
@@ -69,41 +72,58 @@ def judge(name: str, mark: str, older_than: float, now: float) -> Verdict:
     return Verdict(name, True, made)
 
 
-def clean(provisioner: provision.Provisioner, older_than: float, now: float | None = None) -> list[Verdict]:
-    """Judge each of the project's databases and drop those that may go, unless someone is connected."""
+def clean(provisioner: provision.Provisioner, older_than: float, now: float | None = None) -> Iterator[Verdict]:
+    """Judge each of the project's databases and drop those that may go, unless someone uses them; one
+    database's failure is its verdict, not the end of the clean-up."""
     now = time.time() if now is None else now
-    verdicts = []
-    for name, mark in provisioner.project_databases():
+    try:
+        found = provisioner.project_databases()
+    except DBAPIError as exc:
+        raise SandboxError(
+            f"sqlsandbox could not list the databases on {provision.safe_url(provisioner.server_url)}: "
+            f"{_first_line(exc.orig)}",
+            why="--sqlsandbox-clean reads the database list and each database's mark of ours.",
+            fix="run it as a user that may list databases and read them (the user the test runs use).",
+        ) from None
+    for name, mark in found:
         verdict = judge(name, mark, older_than, now)
         if verdict.drop:
-            busy = provisioner.drop_if_unused(name)
+            try:
+                busy = provisioner.drop_if_unused(name, mark)
+            except Exception as exc:  # a driver error, wrapped or not: this database is kept, say why
+                busy = f"dropping it failed: {_first_line(getattr(exc, 'orig', None) or exc)}"
             if busy:
                 verdict = Verdict(name, False, f"{verdict.why}, but {busy}")
-        verdicts.append(verdict)
-    return verdicts
+        yield verdict
 
 
-def run(settings: Settings, raw_hours: str, cache_dir: Path | None) -> list[str]:
-    """The lines `pytest --sqlsandbox-clean` prints."""
+def _first_line(exc: BaseException | None) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def lines(settings: Settings, raw_hours: str, cache_dir: Path | None) -> Iterator[str]:
+    """What `pytest --sqlsandbox-clean` prints, a database at a time as it goes."""
     older_than = parse_hours(raw_hours) * 3600
     url = provision.parse_url(settings.url)
     base = provision.base_name(url)
     if embedded.is_embedded(url):
-        return [
+        yield (
             f"sqlsandbox: nothing to clean for {provision.safe_url(url)}: the embedded server is this "
             "machine's own, and each run removes what killed runs left in it (a server left running "
             "included)."
-        ]
+        )
+        return
     provisioner = provision.provisioner_for(url)
     if isinstance(provisioner, provision.SQLiteProvisioner):
         provisioner.cache_dir = cache_dir
     where = provision.safe_url(url) if settings.url else "embedded SQLite"
-    verdicts = clean(provisioner, older_than)
-    if not verdicts:
-        return [f"sqlsandbox: no database of {base}'s runs on {where}."]
-    width = max(len(v.name) for v in verdicts)
-    lines = [f"sqlsandbox: databases of {base}'s runs on {where}:"]
-    lines += [f"  {'dropped' if v.drop else 'kept   '}  {v.name:<{width}}  {v.why}" for v in verdicts]
-    dropped = sum(v.drop for v in verdicts)
-    lines.append(f"{dropped} dropped, {len(verdicts) - dropped} kept.")
-    return lines
+    dropped = kept = 0
+    for verdict in clean(provisioner, older_than):
+        if dropped + kept == 0:
+            yield f"sqlsandbox: databases of {base}'s runs on {where}:"
+        dropped, kept = dropped + verdict.drop, kept + (not verdict.drop)
+        yield f"  {'dropped' if verdict.drop else 'kept   '}  {verdict.name}  {verdict.why}"
+    if dropped + kept == 0:
+        yield f"sqlsandbox: no database of {base}'s runs on {where}."
+    else:
+        yield f"{dropped} dropped, {kept} kept."

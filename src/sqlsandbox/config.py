@@ -116,7 +116,8 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="HOURS",
         help="Run no tests: drop the databases this project's runs left on the server that no run can still "
         "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
-        "more than HOURS ago (default 24) with nobody connected; then exit. Built templates are kept.",
+        "more than HOURS ago (default 24; another with '=': --sqlsandbox-clean=2) with nobody connected; then "
+        "exit. Built templates are kept.",
     )
 
 

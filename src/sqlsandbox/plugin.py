@@ -50,11 +50,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if hours is None:
         return None
     try:
-        lines = cleanup.run(config_mod.load_settings(config), str(hours), _cache_dir(config))
+        for line in cleanup.lines(config_mod.load_settings(config), str(hours), _cache_dir(config)):
+            print(line, flush=True)  # as it goes: what was dropped is told even if a later step fails
     except SandboxError as exc:
         raise usage_error(exc) from None
-    for line in lines:
-        print(line)
     return 0
 
 

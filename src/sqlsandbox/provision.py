@@ -140,6 +140,10 @@ KEEP_TEMPLATES = (
 )
 
 
+def _with_time(mark: str, at: float) -> str:
+    return re.sub(r" at \d+", f" at {at:.0f}", mark, count=1)
+
+
 def _mark_time(mark: str | None) -> float:
     found = re.search(r" at (\d+)", mark or "")
     return float(found.group(1)) if found else 0.0
@@ -197,6 +201,22 @@ def is_stale(mark: str | None) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _run_database(base: str) -> re.Pattern[str]:
+    """The names of the test databases runs of project `base` make: test_<name>_<run id>[_gw<N>]; not
+    test_<name>_v2_<run id>, which project <name>_v2's runs make."""
+    return re.compile(rf"{re.escape(base)}_[0-9A-Za-z]+(_gw\d+)?")
+
+
+def _error_code(exc: DBAPIError) -> str:
+    """The server's code for a driver error: SQLSTATE on PostgreSQL, the error number on MariaDB/MySQL
+    (their messages follow the server's language, the codes do not)."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]
+    return str(code or "")
 
 
 def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
@@ -307,8 +327,9 @@ class Provisioner:
         after the URL's database, templates built for them), whoever made it and whenever."""
         raise NotImplementedError
 
-    def drop_if_unused(self, name: str) -> str:
-        """Drop one of project_databases(): '' once it is gone, else why it was kept."""
+    def drop_if_unused(self, name: str, mark: str) -> str:
+        """Drop one of project_databases() if it still carries the mark it was judged by and nobody uses
+        it: '' once it is gone, else why it was kept."""
         raise NotImplementedError
 
 
@@ -363,7 +384,7 @@ class ServerProvisioner(Provisioner):
 
     def project_databases(self) -> list[tuple[str, str]]:
         base = base_name(self.server_url)
-        run_database = re.compile(rf"{re.escape(base)}_[0-9a-f]+(_gw\d+)?")  # not test_<name>_v2_<run>
+        run_database = _run_database(base)
 
         def work(conn: Connection) -> list[tuple[str, str]]:
             tests = [(n, m) for n, m in self._marked(conn, _like_prefix(base)) if run_database.fullmatch(n)]
@@ -459,17 +480,17 @@ class PostgresProvisioner(ServerProvisioner):
 
         run_admin(self._admin_url(), work)
 
-    def drop_if_unused(self, name: str) -> str:
+    def drop_if_unused(self, name: str, mark: str) -> str:
         def work(conn: Connection) -> str:
-            mark = self._mark_of(conn, name)
-            if mark is False:
+            now = self._mark_of(conn, name)
+            if now is False:
                 return ""  # gone already (its own run ended meanwhile)
-            if mark_origin(mark if isinstance(mark, str) else None) is None:
-                return "it no longer carries our mark"
+            if now != mark:
+                return "its mark changed since it was judged"
             try:  # no FORCE: a run still connected to it keeps it
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
             except DBAPIError as exc:
-                if "being accessed by other users" in str(exc.orig):
+                if _error_code(exc) == "55006":  # object_in_use: someone is connected
                     return "a connection to it is open"
                 raise
             return ""
@@ -549,11 +570,16 @@ class MySQLProvisioner(ServerProvisioner):
     def _drop_leftover(self, conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
 
-    def drop_if_unused(self, name: str) -> str:
+    def drop_if_unused(self, name: str, mark: str) -> str:
         def work(conn: Connection) -> str:
             state = self._state(conn, name)
             if state != "ours":
                 return "" if state == "absent" else "it no longer carries our mark"
+            with contextlib.suppress(DBAPIError):  # dropped between the two reads: IF EXISTS below
+                if conn.exec_driver_sql(f"SELECT note FROM `{name}`.`{MARKER_TABLE}`").scalar() != mark:
+                    return "its mark changed since it was judged"
+            if not self._sees_all_connections(conn):
+                return "this user cannot see other users' connections (it lacks the PROCESS privilege)"
             users = conn.execute(
                 text(
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
@@ -568,12 +594,18 @@ class MySQLProvisioner(ServerProvisioner):
             try:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
             except DBAPIError as exc:
-                if "lock wait timeout" in str(exc.orig).lower():
+                if _error_code(exc) == "1205":  # lock wait timeout
                     return "a connection holds locks in it"
                 raise
             return ""
 
         return run_admin(self._admin_url(), work)
+
+    @staticmethod
+    def _sees_all_connections(conn: Connection) -> bool:
+        """PROCESSLIST shows other users' connections only to a user with the PROCESS privilege."""
+        grants = " ".join(str(row[0]) for row in conn.exec_driver_sql("SHOW GRANTS"))
+        return "ALL PRIVILEGES ON *.*" in grants or bool(re.search(r"\bPROCESS\b", grants))
 
     def _create_marked(self, conn: Connection, name: str, mark: str) -> None:
         conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
@@ -742,9 +774,10 @@ class SQLiteProvisioner(Provisioner):
     family = "sqlite"
     cache_dir: Path | None = None  # set by the run: pytest's cache folder when there is one
 
-    def _templates(self) -> Path:
+    def _templates(self, create: bool = True) -> Path:
         folder = self.cache_dir or Path(tempfile.gettempdir(), f"{MARK}-templates-{user_tag()}")
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def create(self, name: str, template: URL | None = None) -> URL:
@@ -776,35 +809,47 @@ class SQLiteProvisioner(Provisioner):
     def project_databases(self) -> list[tuple[str, str]]:
         """The private temp dirs of this project's test databases, and template files whose build was
         cut short (named <key>.building-<host hash>-<pid>.db, or <key>.building-<pid>.db by earlier
-        versions), each
-        with a mark made up from its name and age, so they are judged as server databases are."""
-        base = base_name(self.server_url)
+        versions), each with a mark made up from its name, so they are judged as server databases are.
+        Files cannot say who has them open, so their time is that of their last write, not their making."""
+        run_database = _run_database(base_name(self.server_url))
         found = []
         for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
             with contextlib.suppress(OSError):
+                files = [f for f in marker.parent.iterdir() if run_database.fullmatch(f.name.partition(".")[0])]
                 mark = marker.read_text()
-                if mark_origin(mark) is not None and any(marker.parent.glob(f"{base}_*.db")):
-                    found.append((str(marker.parent), mark))
+                origin = mark_origin(mark)
+                if files and origin is not None:
+                    written = max(f.stat().st_mtime for f in files)
+                    found.append((str(marker.parent), _with_time(mark, max(origin[2], written))))
         here = hashlib.sha256(host().encode()).hexdigest()[:8]
-        for left in self._templates().glob("*.building-*.db"):
+        templates = self._templates(create=False)
+        for left in templates.glob("*.building-*.db") if templates.is_dir() else ():
             parts = left.stem.rpartition(".building-")[2].split("-")
             if not parts[-1].isdigit():
                 continue
             where = (host() if parts[0] == here else f"host-{parts[0]}") if len(parts) == 2 else "unknown"
             with contextlib.suppress(OSError):
-                mtime = left.stat().st_mtime
-                found.append((str(left), f"{MARK}: created by pid {parts[-1]} on {where} at {mtime:.0f}"))
+                written = left.stat().st_mtime
+                found.append((str(left), f"{MARK}: created by pid {parts[-1]} on {where} at {written:.0f}"))
         return found
 
-    def drop_if_unused(self, name: str) -> str:
+    def drop_if_unused(self, name: str, mark: str) -> str:
         path = Path(name)
+        if not path.exists():
+            return ""
         if path.is_dir():
-            if not Path(path, MARKER_TABLE).exists():
+            marker = Path(path, MARKER_TABLE)
+            try:
+                origin = mark_origin(marker.read_text())
+            except OSError:
                 return "it no longer carries our mark"
+            judged = mark_origin(mark)
+            if origin is None or judged is None or origin[:2] != judged[:2]:  # its time is the last write
+                return "its mark changed since it was judged"
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-        return ""
+        return "it could not be removed entirely" if path.exists() else ""
 
     def find_template(self, key: str, run_id: str = "") -> tuple[URL, str] | None:
         path = self._templates() / f"{key[:16]}.db"
