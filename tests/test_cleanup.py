@@ -339,3 +339,32 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_listing_creates_nothing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fresh checkout clean makes no cache folder (pytest would then never add its .gitignore)."""
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)
+    result = pytester.runpytest(
+        f"--sqlsandbox-url=sqlite:///cln{uuid.uuid4().hex[:8]}.db", "--sqlsandbox-clean"
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["sqlsandbox: no database of test_cln*'s runs on sqlite:///cln*.db."])
+    assert not (pytester.path / ".pytest_cache").exists()
+
+
+def test_a_database_whose_mark_changed_since_it_was_judged_is_kept(server_url: URL) -> None:
+    """Between the listing and the drop, the database got another mark (a template sealed, a name reused):
+    the verdict was about the old one, so it stays."""
+    name = f"{provision.base_name(server_url)}_0000e001"
+    judged = _mark(DEAD, "ci-7", time.time() - 3 * DAY)
+    try:
+        _plant(server_url, name, _mark(os.getpid(), provision.host(), time.time()))  # what it is now
+        kept = provision.provisioner_for(server_url).drop_if_unused(name, judged)
+        assert kept == "its mark changed since it was judged"
+        assert name in _names(server_url)
+        assert provision.provisioner_for(server_url).drop_if_unused(name, judged.replace("ci-7", "x")) != ""
+        now = dict(provision.provisioner_for(server_url).project_databases())[name]
+        assert provision.provisioner_for(server_url).drop_if_unused(name, now) == ""  # the mark judged: gone
+        assert name not in _names(server_url)
+    finally:
+        _drop_all(server_url, [name])
