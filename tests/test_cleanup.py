@@ -77,7 +77,7 @@ def test_embedded_has_nothing_to_clean(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--sqlsandbox-url=postgresql+embedded:///app", "--sqlsandbox-clean")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["sqlsandbox: nothing to clean for postgresql+embedded:///app: *"])
-    assert "test_never_runs" not in str(result.stdout)  # no server started, no test run
+    assert "test_never_runs" not in str(result.stdout)  # no test run
 
 
 # ---- on the suite's server ---------------------------------------------------------------------------
