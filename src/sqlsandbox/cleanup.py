@@ -18,10 +18,8 @@ from pathlib import Path
 from sqlalchemy.exc import DBAPIError
 
 from . import embedded, provision
-from .config import Settings
+from .config import CLEAN_DEFAULT_HOURS, Settings
 from .errors import ConfigError, SandboxError
-
-DEFAULT_HOURS = 24.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ def parse_hours(raw: str) -> float:
     if math.isnan(hours) or hours < 0:
         raise ConfigError(
             f"--sqlsandbox-clean={raw!r}: the age limit is not a number of hours.",
-            fix=f"write --sqlsandbox-clean for {DEFAULT_HOURS:g} hours, or e.g. --sqlsandbox-clean=6 "
+            fix=f"write --sqlsandbox-clean for {CLEAN_DEFAULT_HOURS} hours, or e.g. --sqlsandbox-clean=6 "
             "(with '=': the value is optional).",
         )
     return hours

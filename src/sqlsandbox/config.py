@@ -35,6 +35,8 @@ class Option:
         return f"SQLSANDBOX_{self.key.upper()}"
 
 
+CLEAN_DEFAULT_HOURS = 24  # --sqlsandbox-clean's age limit for databases made elsewhere
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "url",
@@ -111,13 +113,13 @@ def add_options(parser: pytest.Parser) -> None:
         "--sqlsandbox-clean",
         dest="sqlsandbox_clean",
         nargs="?",
-        const="24",
+        const=str(CLEAN_DEFAULT_HOURS),
         default=None,
         metavar="HOURS",
         help="Run no tests: drop the databases this project's runs left on the server that no run can still "
         "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
-        "more than HOURS ago (default 24; another with '=': --sqlsandbox-clean=2) with nobody connected; then "
-        "exit. Built templates are kept.",
+        f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
+        "nobody connected; then exit. Built templates are kept.",
     )
 
 

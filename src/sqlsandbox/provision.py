@@ -89,8 +89,18 @@ def host() -> str:
 
 def _mark_text(template: str = "") -> str:
     """Our ownership mark. A template's adds `; template <key> of <base>; building|ready; run <id>`."""
-    mark = f"{MARK}: created by pid {os.getpid()} on {host()} at {time.time():.0f}"
+    mark = _mark_for(os.getpid(), host(), time.time())
     return f"{mark}; template {template}" if template else mark
+
+
+def _mark_for(pid: int | str, where: str, at: float) -> str:
+    """A mark's origin part, as mark_origin reads it back."""
+    return f"{MARK}: created by pid {pid} on {where} at {at:.0f}"
+
+
+def _host_hash(where: str) -> str:
+    """Names SQLite template builds by host, where a host name may not be part of a file name."""
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
 _MARK_RE = re.compile(rf"^{MARK}: created by pid (\d+) on (\S+) at")
@@ -821,7 +831,7 @@ class SQLiteProvisioner(Provisioner):
                 if files and origin is not None:
                     written = max(f.stat().st_mtime for f in files)
                     found.append((str(marker.parent), _with_time(mark, max(origin[2], written))))
-        here = hashlib.sha256(host().encode()).hexdigest()[:8]
+        here = _host_hash(host())
         templates = self._templates(create=False)
         for left in templates.glob("*.building-*.db") if templates.is_dir() else ():
             parts = left.stem.rpartition(".building-")[2].split("-")
@@ -830,7 +840,7 @@ class SQLiteProvisioner(Provisioner):
             where = (host() if parts[0] == here else f"host-{parts[0]}") if len(parts) == 2 else "unknown"
             with contextlib.suppress(OSError):
                 written = left.stat().st_mtime
-                found.append((str(left), f"{MARK}: created by pid {parts[-1]} on {where} at {written:.0f}"))
+                found.append((str(left), _mark_for(parts[-1], where, written)))
         return found
 
     def drop_if_unused(self, name: str, mark: str) -> str:
@@ -864,10 +874,10 @@ class SQLiteProvisioner(Provisioner):
 
     def create_template(self, key: str, run_id: str) -> URL:
         # builds of killed runs on this host: a project folder mounted into containers is seen by others
-        here = hashlib.sha256(host().encode()).hexdigest()[:8]
+        here = _host_hash(host())
         for left in self._templates().glob(f"*.building-{here}-*.db"):
             pid = left.stem.rpartition("-")[2]
-            if pid.isdigit() and is_stale(f"{MARK}: created by pid {pid} on {host()} at 0"):
+            if pid.isdigit() and is_stale(_mark_for(pid, host(), 0)):
                 left.unlink(missing_ok=True)
         path = self._templates() / f"{key[:16]}.building-{here}-{os.getpid()}.db"
         path.unlink(missing_ok=True)
