@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection, make_url
 
 from sqlsandbox import cleanup, embedded, provision
-from tests import namespaces
+from tests import namespaces, servers
 
 pytestmark = pytest.mark.sqlsandbox_allow_any_database
 
@@ -93,47 +93,7 @@ def server_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
     url = url.set(database=f"cln{uuid.uuid4().hex[:8]}")  # a project of its own on the shared server
     yield url
     kept = provision.provisioner_for(url).project_databases()  # the inner runs' templates
-    _drop_all(url, [name for name, _ in kept if name.startswith(provision.TEMPLATE_PREFIX)])
-
-
-def _admin(url: URL) -> URL:
-    return provision.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
-
-
-def _plant(url: URL, name: str, mark: str | None) -> None:
-    def work(conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            if mark is not None:
-                conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
-        else:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-            if mark is not None:
-                conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{provision.MARKER_TABLE}` (note VARCHAR(255))")
-                conn.execute(text(f"INSERT INTO `{name}`.`{provision.MARKER_TABLE}` VALUES (:m)"), {"m": mark})
-
-    provision.run_admin(_admin(url), work)
-
-
-def _names(url: URL) -> set[str]:
-    def work(conn: Connection) -> set[str]:
-        query = (
-            "SELECT datname FROM pg_database"
-            if conn.dialect.name == "postgresql"
-            else "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"
-        )
-        return {str(name) for name in conn.exec_driver_sql(query).scalars()}
-
-    return provision.run_admin(_admin(url), work)
-
-
-def _drop_all(url: URL, names: list[str]) -> None:
-    def work(conn: Connection) -> None:
-        for name in names:
-            quoted = f'"{name}"' if conn.dialect.name == "postgresql" else f"`{name}`"
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-
-    provision.run_admin(_admin(url), work)
+    servers.drop_all(url, [name for name, _ in kept if name.startswith(provision.TEMPLATE_PREFIX)])
 
 
 def _template(url: URL) -> str:
@@ -157,10 +117,10 @@ def planted(server_url: URL) -> Iterator[dict[str, str]]:
     # may remove it first; test_judged_by_mark and test_templates cover it)
     try:
         for name, mark in marks.items():
-            _plant(server_url, name, mark or None)
+            servers.plant(server_url, name, mark or None)
         yield marks
     finally:
-        _drop_all(server_url, list(marks))
+        servers.drop_all(server_url, list(marks))
 
 
 def test_clean_drops_only_what_no_run_can_be_using(
@@ -192,7 +152,7 @@ def test_clean_drops_only_what_no_run_can_be_using(
             ]
         )
         assert f"{base}_0000a006" not in out and "_v2_" not in out
-        left = _names(server_url)
+        left = servers.names(server_url)
         assert f"{base}_0000a001" not in left
         assert {f"{base}_0000a002_gw1", f"{base}_0000a004", busy, f"{base}_0000a006"} <= left
         assert {f"{base}_v2_0000a007", template} <= left
@@ -202,8 +162,8 @@ def test_clean_drops_only_what_no_run_can_be_using(
         again = pytester.runpytest(url_arg, "--sqlsandbox-clean=1")
         assert again.ret == 0
         again.stdout.fnmatch_lines(["2 dropped, 2 kept."])
-        assert {f"{base}_0000a002_gw1", busy}.isdisjoint(_names(server_url))
-        assert {f"{base}_0000a004", f"{base}_0000a006", template} <= _names(server_url)
+        assert {f"{base}_0000a002_gw1", busy}.isdisjoint(servers.names(server_url))
+        assert {f"{base}_0000a004", f"{base}_0000a006", template} <= servers.names(server_url)
     finally:
         engine.dispose()
 
@@ -234,8 +194,8 @@ def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
 
     try:
         for name in names:
-            _plant(server_url, name, old)
-        provision.run_admin(_admin(server_url), grant)
+            servers.plant(server_url, name, old)
+        provision.run_admin(servers.admin(server_url), grant)
         as_user = server_url.set(username=user, password=None).render_as_string(hide_password=False)
         result = pytester.runpytest(f"--sqlsandbox-url={as_user}", "--sqlsandbox-clean")
         assert result.ret == 0, str(result.stdout) + str(result.stderr)
@@ -243,10 +203,10 @@ def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
         result.stdout.fnmatch_lines(
             [f"  kept     {name}  made on * 3 days ago, but {why}" for name in names] + ["0 dropped, 2 kept."]
         )
-        assert set(names) <= _names(server_url)
+        assert set(names) <= servers.names(server_url)
     finally:
-        provision.run_admin(_admin(server_url), revoke)
-        _drop_all(server_url, names)
+        provision.run_admin(servers.admin(server_url), revoke)
+        servers.drop_all(server_url, names)
 
 
 def test_a_run_killed_in_another_container_is_left_by_runs_and_dropped_by_clean(
@@ -274,18 +234,18 @@ def test_a_run_killed_in_another_container_is_left_by_runs_and_dropped_by_clean(
         inner.wait(timeout=30)
         pytester.makepyfile(test_hangs="def test_x(db_connection): pass")
         pytester.runpytest(url_arg).assert_outcomes(passed=1)
-        assert theirs in _names(server_url)  # a run here cannot tell it is dead: kept
+        assert theirs in servers.names(server_url)  # a run here cannot tell it is dead: kept
 
         young = pytester.runpytest(url_arg, "--sqlsandbox-clean")
         young.stdout.fnmatch_lines([f"  kept     {theirs} * made on {their_host} * min ago: its run may*"])
-        assert theirs in _names(server_url)
+        assert theirs in servers.names(server_url)
         aged = pytester.runpytest(url_arg, "--sqlsandbox-clean=0")
         aged.stdout.fnmatch_lines([f"  dropped  {theirs} * made on {their_host} * ago"])
-        assert theirs not in _names(server_url)
+        assert theirs not in servers.names(server_url)
     finally:
         if inner.poll() is None:
             inner.kill()
-        _drop_all(server_url, [theirs])
+        servers.drop_all(server_url, [theirs])
 
 
 # ---- SQLite ------------------------------------------------------------------------------------------
@@ -358,13 +318,13 @@ def test_a_database_whose_mark_changed_since_it_was_judged_is_kept(server_url: U
     name = f"{provision.base_name(server_url)}_0000e001"
     judged = _mark(DEAD, "ci-7", time.time() - 3 * DAY)
     try:
-        _plant(server_url, name, _mark(os.getpid(), provision.host(), time.time()))  # what it is now
+        servers.plant(server_url, name, _mark(os.getpid(), provision.host(), time.time()))  # what it is now
         kept = provision.provisioner_for(server_url).drop_if_unused(name, judged)
         assert kept == "its mark changed since it was judged"
-        assert name in _names(server_url)
+        assert name in servers.names(server_url)
         assert provision.provisioner_for(server_url).drop_if_unused(name, judged.replace("ci-7", "x")) != ""
         now = dict(provision.provisioner_for(server_url).project_databases())[name]
         assert provision.provisioner_for(server_url).drop_if_unused(name, now) == ""  # the mark judged: gone
-        assert name not in _names(server_url)
+        assert name not in servers.names(server_url)
     finally:
-        _drop_all(server_url, [name])
+        servers.drop_all(server_url, [name])

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sqlsandbox import embedded, provision
 from sqlsandbox.errors import NotOurDatabaseError
-from tests import namespaces
+from tests import namespaces, servers
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning"),
@@ -305,16 +305,7 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     dead = f"sqlsandbox: created by pid 1073741824 on {provision.host()} at 0; template "
     mark = dead + provision.template_mark(key, base, "building", "deadrun")
 
-    def plant(conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
-        else:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-            conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{provision.MARKER_TABLE}` (note VARCHAR(255))")
-            conn.execute(text(f"INSERT INTO `{name}`.`{provision.MARKER_TABLE}` VALUES (:m)"), {"m": mark})
-
-    provision.run_admin(prov._admin_url(), plant)  # type: ignore[attr-defined]
+    servers.plant(unique_url, name, mark)
     assert _database_exists(unique_url, name)
     assert prov.find_template(key) is None  # not ready: never used
     assert not _database_exists(unique_url, name)  # and its builder is dead: removed
