@@ -5,26 +5,26 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 
-from sqlsandbox import provision
+from sqlsandbox import dialects, marks
 
 
 def admin(url: URL) -> URL:
-    return provision.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
+    return dialects.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
 
 
-def plant(url: URL, name: str, mark: str | None) -> None:
+def plant(url: URL, name: str, mark: marks.Mark | str | None) -> None:
     def work(conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
             if mark is not None:
-                conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+                conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark!s}'")
         else:
             conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
             if mark is not None:
-                conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{provision.MARKER_TABLE}` (note VARCHAR(255))")
-                conn.execute(text(f"INSERT INTO `{name}`.`{provision.MARKER_TABLE}` VALUES (:m)"), {"m": mark})
+                conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{marks.MARKER_TABLE}` (note VARCHAR(255))")
+                conn.execute(text(f"INSERT INTO `{name}`.`{marks.MARKER_TABLE}` VALUES (:m)"), {"m": str(mark)})
 
-    provision.run_admin(admin(url), work)
+    dialects.run_admin(admin(url), work)
 
 
 def names(url: URL) -> set[str]:
@@ -36,7 +36,7 @@ def names(url: URL) -> set[str]:
         )
         return {str(name) for name in conn.exec_driver_sql(query).scalars()}
 
-    return provision.run_admin(admin(url), work)
+    return dialects.run_admin(admin(url), work)
 
 
 def drop_all(url: URL, names: list[str]) -> None:
@@ -45,4 +45,4 @@ def drop_all(url: URL, names: list[str]) -> None:
             quoted = f'"{name}"' if conn.dialect.name == "postgresql" else f"`{name}`"
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
 
-    provision.run_admin(admin(url), work)
+    dialects.run_admin(admin(url), work)

@@ -3,6 +3,7 @@ age, when nobody is connected; live runs, templates, other projects and database
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection, make_url
 
-from sqlsandbox import cleanup, embedded, provision
+from sqlsandbox import cleanup, dialects, drivers, embedded, marks
 from tests import namespaces, servers
 
 pytestmark = pytest.mark.sqlsandbox_allow_any_database
@@ -28,9 +29,11 @@ DEAD = 2**30  # above any pid_max (at most 2**22): no process has it
 DAY = 86400.0
 
 
-def _mark(pid: int, where: str, at: float, template: str = "") -> str:
+def _mark(pid: int, where: str, at: float, template: str = "") -> marks.Mark:
     mark = f"sqlsandbox: created by pid {pid} on {where} at {at:.0f}"
-    return f"{mark}; template {template}" if template else mark
+    parsed = marks.Mark.parse(f"{mark}; template {template}" if template else mark)
+    assert parsed is not None
+    return parsed
 
 
 @pytest.mark.parametrize(
@@ -46,7 +49,7 @@ def _mark(pid: int, where: str, at: float, template: str = "") -> str:
     ],
 )
 def test_judged_by_mark(pid: int, where: str, age: float, template: str, drop: bool, why: str) -> None:
-    where = provision.host() if where == "HERE" else where
+    where = marks.host() if where == "HERE" else where
     now = time.time()
     verdict = cleanup.judge("db", _mark(pid, where, now - age, template), older_than=DAY, now=now)
     assert verdict.drop is drop
@@ -87,13 +90,13 @@ def test_embedded_has_nothing_to_clean(pytester: pytest.Pytester) -> None:
 def server_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
     raw = os.environ.get("SQLSANDBOX_URL")
     url = make_url(raw) if raw else None
-    if url is None or provision.drivers.family(url) == "sqlite" or embedded.is_embedded(url):
+    if url is None or drivers.family(url) == "sqlite" or embedded.is_embedded(url):
         pytest.skip("a database server's databases (SQLite: test_sqlite_leftovers)")
     monkeypatch.delenv("SQLSANDBOX_URL")  # inner runs get the URL from the command line
     url = url.set(database=f"cln{uuid.uuid4().hex[:8]}")  # a project of its own on the shared server
     yield url
-    kept = provision.provisioner_for(url).project_databases()  # the inner runs' templates
-    servers.drop_all(url, [name for name, _ in kept if name.startswith(provision.TEMPLATE_PREFIX)])
+    kept = dialects.provisioner_for(url).project_databases()  # the inner runs' templates
+    servers.drop_all(url, [name for name, _ in kept if name.startswith(dialects.base.TEMPLATE_PREFIX)])
 
 
 def _template(url: URL) -> str:
@@ -101,13 +104,13 @@ def _template(url: URL) -> str:
 
 
 @pytest.fixture
-def planted(server_url: URL) -> Iterator[dict[str, str]]:
-    base = provision.base_name(server_url)
+def planted(server_url: URL) -> Iterator[dict[str, marks.Mark | str]]:
+    base = dialects.base_name(server_url)
     now = time.time()
-    marks = {
+    planted_marks: dict[str, marks.Mark | str] = {
         f"{base}_0000a001": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old: goes
         f"{base}_0000a002_gw1": _mark(DEAD, "ci-7~4026531836", now - 2 * 3600 - 60),  # elsewhere, young: stays
-        f"{base}_0000a004": _mark(os.getpid(), provision.host(), now - 3 * DAY),  # here, alive: stays
+        f"{base}_0000a004": _mark(os.getpid(), marks.host(), now - 3 * DAY),  # here, alive: stays
         f"{base}_0000a005": _mark(DEAD, "ci-7~4026531836", now - 3 * DAY),  # elsewhere, old, connected
         f"{base}_0000a006": "",  # not marked by us: never listed, never touched
         f"{base}_v2_0000a007": _mark(DEAD, "ci-7", now - 3 * DAY),  # project test_<name>_v2's: not listed
@@ -116,20 +119,20 @@ def planted(server_url: URL) -> Iterator[dict[str, str]]:
     # (one made here by a dead pid is not planted: any run on this host, such as another xdist worker's,
     # may remove it first; test_judged_by_mark and test_templates cover it)
     try:
-        for name, mark in marks.items():
+        for name, mark in planted_marks.items():
             servers.plant(server_url, name, mark or None)
-        yield marks
+        yield planted_marks
     finally:
-        servers.drop_all(server_url, list(marks))
+        servers.drop_all(server_url, list(planted_marks))
 
 
 def test_clean_drops_only_what_no_run_can_be_using(
-    pytester: pytest.Pytester, server_url: URL, planted: dict[str, str]
+    pytester: pytest.Pytester, server_url: URL, planted: dict[str, marks.Mark | str]
 ) -> None:
     pytester.makepyfile("def test_never_runs(): raise AssertionError")
-    base = provision.base_name(server_url)
+    base = dialects.base_name(server_url)
     busy, template = f"{base}_0000a005", _template(server_url)
-    engine = create_engine(provision.drivers.sync_url(server_url.set(database=busy)))
+    engine = create_engine(drivers.sync_url(server_url.set(database=busy)))
     url_arg = f"--sqlsandbox-url={server_url.render_as_string(hide_password=False)}"
     try:
         with engine.connect() as conn:  # a run elsewhere, still connected though its mark is old
@@ -174,7 +177,7 @@ def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
     """Run as a user with less power than the one that made the databases: on PostgreSQL, not their owner
     (the DROP fails: that database is kept and the failure is its verdict, the rest goes on); on MariaDB,
     without the PROCESS privilege (other users' connections are invisible: nothing is dropped)."""
-    base = provision.base_name(server_url)
+    base = dialects.base_name(server_url)
     user = f"cln_{uuid.uuid4().hex[:8]}"
     old = _mark(DEAD, "ci-7~4026531836", time.time() - 3 * DAY)
     names = [f"{base}_0000d001", f"{base}_0000d002"]
@@ -195,7 +198,7 @@ def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
     try:
         for name in names:
             servers.plant(server_url, name, old)
-        provision.run_admin(servers.admin(server_url), grant)
+        dialects.run_admin(servers.admin(server_url), grant)
         as_user = server_url.set(username=user, password=None).render_as_string(hide_password=False)
         result = pytester.runpytest(f"--sqlsandbox-url={as_user}", "--sqlsandbox-clean")
         assert result.ret == 0, str(result.stdout) + str(result.stderr)
@@ -205,7 +208,7 @@ def test_what_this_user_may_not_judge_or_drop_is_kept_and_said_so(
         )
         assert set(names) <= servers.names(server_url)
     finally:
-        provision.run_admin(servers.admin(server_url), revoke)
+        dialects.run_admin(servers.admin(server_url), revoke)
         servers.drop_all(server_url, names)
 
 
@@ -218,18 +221,18 @@ def test_a_run_killed_in_another_container_is_left_by_runs_and_dropped_by_clean(
     pytester.makepyfile(
         test_hangs="""
         import sys
-        from sqlsandbox import provision
+        from sqlsandbox import marks
 
         def test_hangs(sandbox, db_connection):
             db_connection.exec_driver_sql("SELECT 1")
-            print("INSIDE", sandbox.db.url.database, provision.host(), flush=True)
+            print("INSIDE", sandbox.db.url.database, marks.host(), flush=True)
             sys.stdin.readline()  # killed before it gets a line
         """
     )
     argv = [sys.executable, "-m", "pytest", "-s", "-p", "no:randomly", "-p", "no:cacheprovider", url_arg]
     inner, (theirs, their_host) = namespaces.start([*argv, "test_hangs.py"], str(pytester.path), "INSIDE ")
     try:
-        assert their_host != provision.host()  # another "container"
+        assert their_host != marks.host()  # another "container"
         inner.send_signal(signal.SIGKILL)  # unshare --kill-child takes the run with it
         inner.wait(timeout=30)
         pytester.makepyfile(test_hangs="def test_x(db_connection): pass")
@@ -267,12 +270,12 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
         "young_elsewhere": (_mark(DEAD, "ci-7~1", now - 60), now - 60, f"{base}_0000c002.db"),
         # made long ago but written a minute ago: a file cannot say who has it open, its last write can
         "old_but_written": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 60, f"{base}_0000c003_gw0.db-wal"),
-        "alive_here": (_mark(os.getpid(), provision.host(), now - 3 * DAY), now - 3 * DAY, f"{base}_c004.db"),
+        "alive_here": (_mark(os.getpid(), marks.host(), now - 3 * DAY), now - 3 * DAY, f"{base}_c004.db"),
         "other_project": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 3 * DAY, f"{base}_v2_0000c005.db"),
         "other_project_2": (_mark(DEAD, "ci-7~1", now - 3 * DAY), now - 3 * DAY, f"{base}x_0000c006.db"),
     }.items():
         folder = Path(tempfile.mkdtemp(prefix="sqlsandbox-"))
-        Path(folder, provision.MARKER_TABLE).write_text(mark)
+        Path(folder, marks.MARKER_TABLE).write_text(str(mark))
         Path(folder, db_name).write_bytes(b"")
         os.utime(Path(folder, db_name), (written, written))
         folders[label] = folder
@@ -280,7 +283,7 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
     assert cache.is_dir()
     old_build = cache / "0123456789abcdef.building-deadbeef-77.db"  # another host's, three days old
     older_format = cache / "0123456789abcdef.building-78.db"
-    here = hashlib.sha256(provision.host().encode()).hexdigest()[:8]
+    here = hashlib.sha256(marks.host().encode()).hexdigest()[:8]
     live_build = cache / f"0123456789abcdef.building-{here}-{os.getpid()}.db"  # a live run's, here
     for path in (old_build, older_format, live_build):
         path.write_bytes(b"")
@@ -315,16 +318,17 @@ def test_listing_creates_nothing(pytester: pytest.Pytester, monkeypatch: pytest.
 def test_a_database_whose_mark_changed_since_it_was_judged_is_kept(server_url: URL) -> None:
     """Between the listing and the drop, the database got another mark (a template sealed, a name reused):
     the verdict was about the old one, so it stays."""
-    name = f"{provision.base_name(server_url)}_0000e001"
+    name = f"{dialects.base_name(server_url)}_0000e001"
     judged = _mark(DEAD, "ci-7", time.time() - 3 * DAY)
     try:
-        servers.plant(server_url, name, _mark(os.getpid(), provision.host(), time.time()))  # what it is now
-        kept = provision.provisioner_for(server_url).drop_if_unused(name, judged)
+        servers.plant(server_url, name, _mark(os.getpid(), marks.host(), time.time()))  # what it is now
+        kept = dialects.provisioner_for(server_url).drop_if_unused(name, judged)
         assert kept == "its mark changed since it was judged"
         assert name in servers.names(server_url)
-        assert provision.provisioner_for(server_url).drop_if_unused(name, judged.replace("ci-7", "x")) != ""
-        now = dict(provision.provisioner_for(server_url).project_databases())[name]
-        assert provision.provisioner_for(server_url).drop_if_unused(name, now) == ""  # the mark judged: gone
+        elsewhere = dataclasses.replace(judged, host="x")
+        assert dialects.provisioner_for(server_url).drop_if_unused(name, elsewhere) != ""
+        now = dict(dialects.provisioner_for(server_url).project_databases())[name]
+        assert dialects.provisioner_for(server_url).drop_if_unused(name, now) == ""  # the mark judged: gone
         assert name not in servers.names(server_url)
     finally:
         servers.drop_all(server_url, [name])

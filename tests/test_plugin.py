@@ -164,13 +164,13 @@ def test_killed_runs_are_cleaned_and_foreign_databases_never_touched(project: py
 
     from sqlalchemy import create_engine, text
 
-    from sqlsandbox import provision
+    from sqlsandbox import marks
 
     tag = f"foreign{uuid.uuid4().hex[:6]}"  # unique: concurrent runs of this suite must not race
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tag}"
     theirs, killed = f"test_{tag}_theirs", f"test_{tag}_killed"
     admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-    dead = f"sqlsandbox: created by pid 1073741824 on {provision.host()} at 0"
+    dead = f"sqlsandbox: created by pid 1073741824 on {marks.host()} at 0"
     try:
         with admin.connect() as conn:
             for name in (theirs, killed):

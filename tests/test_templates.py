@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from sqlsandbox import embedded, provision
+from sqlsandbox import dialects, drivers, embedded, marks, templates
 from sqlsandbox.errors import NotOurDatabaseError
 from tests import namespaces, servers
 
@@ -67,7 +67,7 @@ def unique_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
     url = make_url(server).set(database=tag) if server else make_url(f"sqlite:///{tag}.db")
     yield url
     if server and not embedded.is_embedded(url):  # an embedded server is gone with its templates
-        prov = provision.provisioner_for(url)
+        prov = dialects.provisioner_for(url)
         for name in _templates(url):
             prov.drop(url.set(database=name))
 
@@ -89,14 +89,14 @@ def project(pytester: pytest.Pytester, unique_url: URL) -> pytest.Pytester:
 
 def _templates(url: URL) -> list[str]:
     """The kept templates of this project on the server (databases named sqlsandbox_tpl_...)."""
-    prov = provision.provisioner_for(url)
-    base = provision.base_name(url)
+    prov = dialects.provisioner_for(url)
+    base = dialects.base_name(url)
 
     def names(conn: Connection) -> list[str]:
-        found = prov._marked(conn, provision._like_prefix(provision.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
-        return [n for n, mark in found if provision.template_is_kept(mark) and f" of {base};" in (mark or "")]
+        found = prov._marked(conn, dialects.base.like_prefix(dialects.base.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
+        return [n for n, mark in found if mark.is_kept_template and mark.base == base]
 
-    return provision.run_admin(prov._admin_url(), names)  # type: ignore[attr-defined]
+    return dialects.run_admin(prov._admin_url(), names)  # type: ignore[attr-defined]
 
 
 def _note(result: pytest.RunResult) -> str:
@@ -229,10 +229,10 @@ def _alembic_project(pytester: pytest.Pytester, url: URL, migration: str) -> Non
 
 
 def _database_exists(url: URL, name: str) -> bool:
-    if provision.drivers.family(url) == "sqlite":
+    if drivers.family(url) == "sqlite":
         return Path(name).exists()
-    admin = provision.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
-    engine = create_engine(provision.drivers.sync_url(admin), isolation_level="AUTOCOMMIT")
+    admin = dialects.provisioner_for(url)._admin_url()  # type: ignore[attr-defined]
+    engine = create_engine(drivers.sync_url(admin), isolation_level="AUTOCOMMIT")
     query = (
         "SELECT 1 FROM pg_database WHERE datname = :n"
         if engine.dialect.name == "postgresql"
@@ -296,14 +296,13 @@ def test_hangs(sandbox, db_connection):
 def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
     """A template left half-built by a killed run (marked 'building' by a dead process) is dropped by the
     next run that looks for that template, and never cloned."""
-    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+    if drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
         pytest.skip("server databases only (a SQLite template is renamed into place only once built)")
-    prov = provision.provisioner_for(unique_url)
+    prov = dialects.provisioner_for(unique_url)
     key = uuid.uuid4().hex
-    name = provision.template_name(key, "deadrun")
-    base = provision.base_name(unique_url)
-    dead = f"sqlsandbox: created by pid 1073741824 on {provision.host()} at 0; template "
-    mark = dead + provision.template_mark(key, base, "building", "deadrun")
+    name = dialects.base.template_name(key, "deadrun")
+    base = dialects.base_name(unique_url)
+    mark = marks.Mark(1073741824, marks.host(), 0, key[:16], base, "building", "deadrun")
 
     servers.plant(unique_url, name, mark)
     assert _database_exists(unique_url, name)
@@ -315,9 +314,9 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
 
 def _server_template(url: URL, key: str, run_id: str) -> URL:
     """A ready template with two tables and rows, built as a run builds one."""
-    prov = provision.provisioner_for(url)
+    prov = dialects.provisioner_for(url)
     template = prov.create_template(key, run_id)
-    engine = create_engine(provision.drivers.sync_url(template))
+    engine = create_engine(drivers.sync_url(template))
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE a (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql("CREATE TABLE b (id INTEGER PRIMARY KEY)")
@@ -357,11 +356,11 @@ def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, momen
     """Another run (say, on another machine sharing the server) builds a newer template of the same key and
     drops this one as surplus while this run copies it: the half copy is dropped and TemplateGone sends the
     caller to look again; never a driver error, never a test database with tables missing."""
-    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+    if drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
         pytest.skip("server databases only (a SQLite template is copied as one file)")
-    if provision.drivers.family(unique_url) == "postgresql" and len(moment) == 1:
+    if drivers.family(unique_url) == "postgresql" and len(moment) == 1:
         pytest.skip("a PostgreSQL clone is one statement")
-    prov = provision.provisioner_for(unique_url)
+    prov = dialects.provisioner_for(unique_url)
     key = uuid.uuid4().hex
     template = _server_template(unique_url, key, "mine")
     newer = prov.create_template(key, "theirs")
@@ -371,7 +370,7 @@ def test_a_template_dropped_mid_copy_is_never_half_cloned(unique_url: URL, momen
     try:
         with (
             _when(statements, lambda: prov.seal_template(newer, key, "theirs")) as done,
-            pytest.raises(provision.TemplateGone),
+            pytest.raises(dialects.TemplateGone),
         ):
             prov.create(target, template)
     finally:
@@ -385,22 +384,22 @@ def test_a_copy_that_reads_a_template_half_dropped_is_not_kept(unique_url: URL) 
     """MariaDB drops a database table by table: a copy may list the tables of a template whose data tables
     are gone but whose marker table is not yet. The dropping run first takes the template's 'ready' away,
     so the copy (empty here) is not taken for the template's."""
-    if provision.drivers.family(unique_url) != "mysql":
+    if drivers.family(unique_url) != "mysql":
         pytest.skip("MariaDB/MySQL copy tables one by one")
-    prov = provision.provisioner_for(unique_url)
+    prov = dialects.provisioner_for(unique_url)
     template = _server_template(unique_url, uuid.uuid4().hex, "mine")
     name = str(template.database)
     target = f"{unique_url.database}_copy"
 
     def half_dropped() -> None:  # _drop_surplus's first step, and the drop's first tables
         def work(conn: Connection) -> None:
-            conn.exec_driver_sql(f"UPDATE `{name}`.`{provision.MARKER_TABLE}` SET note = 'x; being dropped'")
+            conn.exec_driver_sql(f"UPDATE `{name}`.`{marks.MARKER_TABLE}` SET note = 'x; being dropped'")
             conn.exec_driver_sql(f"DROP TABLE `{name}`.`a`, `{name}`.`b`")
 
-        provision.run_admin(prov._admin_url(), work)  # type: ignore[attr-defined]
+        dialects.run_admin(prov._admin_url(), work)  # type: ignore[attr-defined]
 
     try:
-        with _when((f"USE `{target}`",), half_dropped), pytest.raises(provision.TemplateGone):
+        with _when((f"USE `{target}`",), half_dropped), pytest.raises(dialects.TemplateGone):
             prov.create(target, template)
     finally:
         prov.drop(unique_url.set(database=target))
@@ -410,9 +409,9 @@ def test_a_copy_that_reads_a_template_half_dropped_is_not_kept(unique_url: URL) 
 
 def test_a_copy_that_fails_leaves_no_database(unique_url: URL) -> None:
     """A copy that fails for another reason shows its error, and leaves no half-made test database."""
-    if provision.drivers.family(unique_url) != "mysql":
+    if drivers.family(unique_url) != "mysql":
         pytest.skip("MariaDB/MySQL copy tables one by one")
-    prov = provision.provisioner_for(unique_url)
+    prov = dialects.provisioner_for(unique_url)
     template = _server_template(unique_url, uuid.uuid4().hex, "mine")
     target = f"{unique_url.database}_copy"
 
@@ -438,30 +437,30 @@ def _dead_pid() -> int:
 def test_only_this_hosts_dead_processes_leave_stale_databases() -> None:
     """The mark's host is the host name plus, on Linux, the pid namespace: a pid is only judged where it
     means the same process."""
-    here, dead = provision.host(), _dead_pid()
-    assert provision.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0")
-    assert not provision.is_stale(f"sqlsandbox: created by pid {os.getpid()} on {here} at 0")  # this run
-    assert not provision.is_stale(f"sqlsandbox: created by pid {os.getppid()} on {here} at 0")  # alive
-    assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on elsewhere at 0")  # another host
-    ready = provision.template_mark("k" * 16, "test_app", "ready", "r")
-    assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0; template {ready}")
+    here, dead = marks.host(), _dead_pid()
+    assert marks.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0")
+    assert not marks.is_stale(f"sqlsandbox: created by pid {os.getpid()} on {here} at 0")  # this run
+    assert not marks.is_stale(f"sqlsandbox: created by pid {os.getppid()} on {here} at 0")  # alive
+    assert not marks.is_stale(f"sqlsandbox: created by pid {dead} on elsewhere at 0")  # another host
+    ready = f"template {'k' * 16} of test_app; ready; run r"
+    assert not marks.is_stale(f"sqlsandbox: created by pid {dead} on {here} at 0; {ready}")
     if sys.platform == "linux":
         assert here.startswith(f"{socket.gethostname()}~")
         other_container = f"{socket.gethostname()}~1"  # same host name, another pid namespace
-        assert not provision.is_stale(f"sqlsandbox: created by pid {dead} on {other_container} at 0")
+        assert not marks.is_stale(f"sqlsandbox: created by pid {dead} on {other_container} at 0")
         # made before marks named the pid namespace: judged by host name alone, as it was then
-        assert provision.is_stale(f"sqlsandbox: created by pid {dead} on {socket.gethostname()} at 0")
+        assert marks.is_stale(f"sqlsandbox: created by pid {dead} on {socket.gethostname()} at 0")
 
 
 NAMESPACED = """
 import os
 import sys
 from sqlalchemy.engine import make_url
-from sqlsandbox import provision
+from sqlsandbox import dialects, drivers, marks, templates
 
 url = make_url(sys.argv[1])
-provision.provisioner_for(url).create(str(url.database))
-print(os.getpid(), provision.host(), flush=True)
+dialects.provisioner_for(url).create(str(url.database))
+print(os.getpid(), marks.host(), flush=True)
 sys.stdin.readline()  # lives until the test is done
 """
 
@@ -469,7 +468,7 @@ sys.stdin.readline()  # lives until the test is done
 def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: URL, tmp_path: Path) -> None:
     """Two containers sharing a host name and a database server but not their pids: a run in one must not
     drop the other's live test database because that pid number is free in its own namespace."""
-    if provision.drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
+    if drivers.family(unique_url) == "sqlite" or embedded.is_embedded(unique_url):
         pytest.skip("server databases only")
     namespaces.require()
     free = _free_pid()
@@ -483,10 +482,10 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     try:
         their_pid, their_host = int(line[0]), line[1]
         assert their_pid == free  # a pid that, on this side, no process has
-        assert their_host != provision.host() and their_host.split("~")[0] == socket.gethostname()
+        assert their_host != marks.host() and their_host.split("~")[0] == socket.gethostname()
         # so by host name and pid alone (the mark before namespaces), it would be judged dead here
-        assert provision.is_stale(f"sqlsandbox: created by pid {their_pid} on {socket.gethostname()} at 0")
-        prov = provision.provisioner_for(unique_url)
+        assert marks.is_stale(f"sqlsandbox: created by pid {their_pid} on {socket.gethostname()} at 0")
+        prov = dialects.provisioner_for(unique_url)
         prov.create(f"test_{unique_url.database}_ours")  # sweeps dead runs' databases first
         assert _database_exists(unique_url, str(theirs.database))  # alive in its namespace: kept
         assert str(theirs.database) not in prov.removed_stale
@@ -494,7 +493,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_judged_dead(unique_url: UR
     finally:
         if inner.poll() is None:
             inner.communicate(input="\n", timeout=30)
-        provision.provisioner_for(unique_url).drop(theirs)
+        dialects.provisioner_for(unique_url).drop(theirs)
 
 
 def _free_pid() -> int:
@@ -617,7 +616,7 @@ def test_a_schema_with_a_view_is_built_once_per_run_where_it_cannot_be_copied(
     builds = pytester.path / "builds.txt"
     pytester.runpytest().assert_outcomes(passed=1)
     first = len(builds.read_text().splitlines())
-    copies_views = provision.drivers.family(unique_url) != "mysql"
+    copies_views = drivers.family(unique_url) != "mysql"
     assert first == (1 if copies_views else 2)
     for _ in range(2):
         again = pytester.runpytest()
@@ -633,22 +632,22 @@ def test_a_schema_with_a_view_is_built_once_per_run_where_it_cannot_be_copied(
 
 
 def test_a_database_not_ours_with_a_templates_name_is_refused(unique_url: URL) -> None:
-    if provision.drivers.family(unique_url) != "postgresql" or embedded.is_embedded(unique_url):
+    if drivers.family(unique_url) != "postgresql" or embedded.is_embedded(unique_url):
         pytest.skip("PostgreSQL server only")
-    prov = provision.provisioner_for(unique_url)
+    prov = dialects.provisioner_for(unique_url)
     key, run_id = uuid.uuid4().hex, "theirs"
-    name = provision.template_name(key, run_id)
-    provision.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'CREATE DATABASE "{name}"'))  # type: ignore[attr-defined]
+    name = dialects.base.template_name(key, run_id)
+    dialects.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'CREATE DATABASE "{name}"'))  # type: ignore[attr-defined]
     try:
         with pytest.raises(NotOurDatabaseError):
             prov.create_template(key, run_id)
         assert _database_exists(unique_url, name)  # untouched
     finally:
-        provision.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'DROP DATABASE "{name}"'))  # type: ignore[attr-defined]
+        dialects.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'DROP DATABASE "{name}"'))  # type: ignore[attr-defined]
 
 
-def _ready(key: str, base: str, at: int, run: str = "r") -> str:
-    return f"sqlsandbox: created by pid 1 on h at {at}; template {key} of {base}; ready; run {run}"
+def _ready(key: str, base: str, at: int, run: str = "r") -> marks.Mark:
+    return marks.Mark(1, "h", at, key, base, "ready", run)
 
 
 def test_which_templates_are_kept_and_which_is_cloned() -> None:
@@ -658,11 +657,12 @@ def test_which_templates_are_kept_and_which_is_cloned() -> None:
     ours = [(f"t{i}", _ready(f"k{i}", "test_app", at=i)) for i in range(12)]
     theirs = [("x", _ready("kx", "test_other", at=0))]
     same_key_older = [("old", _ready("k11", "test_app", at=-5))]
-    surplus = provision.surplus_templates(ours + theirs + same_key_older, "test_app", "t11", "k11")
+    surplus = templates.surplus(ours + theirs + same_key_older, "test_app", "t11", "k11")
     kept = {name for name, _ in ours} - set(surplus)
     assert kept == {"t11", "t10", "t9", "t8", "t7", "t6", "t5", "t4"}  # 8, newest first
     assert "old" in surplus and "x" not in surplus
-    marked = [("a", _ready("k", "b", at=5, run="mine")), ("b", _ready("k", "b", at=9)), ("c", "building")]
-    assert provision.pick_template(marked, "mine") == ("a", marked[0][1])
-    assert provision.pick_template(marked, "other") == ("b", marked[1][1])
-    assert provision.pick_template([("c", "building")], "") is None
+    building = marks.Mark(1, "h", 9, "k", "b", "building", "r")
+    marked = [("a", _ready("k", "b", at=5, run="mine")), ("b", _ready("k", "b", at=9)), ("c", building)]
+    assert templates.pick(marked, "mine") == ("a", marked[0][1])
+    assert templates.pick(marked, "other") == ("b", marked[1][1])
+    assert templates.pick([("c", building)], "") is None

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
 
+from . import dialects
 from .errors import DatabaseAccessBlocked
 
 
@@ -70,20 +71,8 @@ def _on_connect(dialect: Dialect, conn_rec: Any, cargs: tuple[Any, ...], cparams
 
 
 def _database_of(dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
-    if dialect.name == "sqlite":
-        return str(cargs[0] if cargs else cparams.get("database", ""))
-    for key in ("dbname", "database", "db"):
-        if cparams.get(key):
-            return str(cparams[key])
-    return ""
+    return dialects.quirks(dialect.name).database_of(cargs, cparams)
 
 
 def _describe(dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
-    database = _database_of(dialect, cargs, cparams)
-    if dialect.name == "sqlite":
-        return f"sqlite:///{database}"
-    user = cparams.get("user") or cparams.get("username") or ""
-    host = cparams.get("host") or "localhost"
-    port = f":{cparams['port']}" if cparams.get("port") else ""
-    password = ":***" if cparams.get("password") or cparams.get("passwd") else ""
-    return f"{dialect.name}+{dialect.driver}://{user}{password}@{host}{port}/{database}"
+    return dialects.quirks(dialect.name).describe_target(dialect, cargs, cparams)

@@ -1,6 +1,6 @@
 """`pytest --sqlsandbox-clean`: remove what runs killed in other hosts or containers left behind.
 
-Every run removes by itself what killed runs on this host left, since their pid is gone (provision.is_stale).
+Every run removes by itself what killed runs on this host left, since their pid is gone (Mark.is_stale).
 What a run in another host or container left cannot be judged so: its pid means nothing here, and that run
 may still be going. On demand, this drops those of the project's databases that are older than a limit
 (24 hours unless told) and that nobody is connected to. A kept schema template stays (later runs clone it,
@@ -17,9 +17,11 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from . import embedded, provision
+from . import dialects, embedded
 from .config import CLEAN_DEFAULT_HOURS, Settings
+from .dialects import Provisioner, safe_url
 from .errors import ConfigError, SandboxError
+from .marks import Mark
 
 
 @dataclass(frozen=True)
@@ -51,26 +53,22 @@ def span(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def judge(name: str, mark: str, older_than: float, now: float) -> Verdict:
+def judge(name: str, mark: Mark, older_than: float, now: float) -> Verdict:
     """Whether a database of ours may go, and why, from its mark alone (what is connected is asked later)."""
-    if provision.template_is_kept(mark):
+    if mark.is_kept_template:
         return Verdict(name, False, "a schema template: later runs clone it")
-    origin = provision.mark_origin(mark)
-    if origin is None:
-        return Verdict(name, False, "its mark cannot be read")
-    pid, where, at = origin
-    if provision.made_here(where):
-        if provision.is_stale(mark):
-            return Verdict(name, True, f"made here by pid {pid}, which is gone")
-        return Verdict(name, False, f"made here by pid {pid}, which is still running")
-    age = max(0.0, now - at)  # marks round to the second
-    made = f"made on {where} {span(age)} ago"
+    if mark.made_here:
+        if mark.is_stale:
+            return Verdict(name, True, f"made here by pid {mark.pid}, which is gone")
+        return Verdict(name, False, f"made here by pid {mark.pid}, which is still running")
+    age = max(0.0, now - mark.at)  # marks round to the second
+    made = f"made on {mark.host} {span(age)} ago"
     if age < older_than:
         return Verdict(name, False, f"{made}: its run may still be going (limit {span(older_than)})")
     return Verdict(name, True, made)
 
 
-def clean(provisioner: provision.Provisioner, older_than: float, now: float | None = None) -> Iterator[Verdict]:
+def clean(provisioner: Provisioner, older_than: float, now: float | None = None) -> Iterator[Verdict]:
     """Judge each of the project's databases and drop those that may go, unless someone uses them; one
     database's failure is its verdict, not the end of the clean-up."""
     now = time.time() if now is None else now
@@ -78,7 +76,7 @@ def clean(provisioner: provision.Provisioner, older_than: float, now: float | No
         found = provisioner.project_databases()
     except DBAPIError as exc:
         raise SandboxError(
-            f"sqlsandbox could not list the databases on {provision.safe_url(provisioner.server_url)}: "
+            f"sqlsandbox could not list the databases on {safe_url(provisioner.server_url)}: "
             f"{_first_line(exc.orig)}",
             why="--sqlsandbox-clean reads the database list and each database's mark of ours.",
             fix="run it as a user that may list databases and read them (the user the test runs use).",
@@ -102,19 +100,17 @@ def _first_line(exc: BaseException | None) -> str:
 def lines(settings: Settings, raw_hours: str, cache_dir: Path | None) -> Iterator[str]:
     """What `pytest --sqlsandbox-clean` prints, a database at a time as it goes."""
     older_than = parse_hours(raw_hours) * 3600
-    url = provision.parse_url(settings.url)
-    base = provision.base_name(url)
+    url = dialects.parse_url(settings.url)
+    base = dialects.base_name(url)
     if embedded.is_embedded(url):
         yield (
-            f"sqlsandbox: nothing to clean for {provision.safe_url(url)}: the embedded server is this "
+            f"sqlsandbox: nothing to clean for {safe_url(url)}: the embedded server is this "
             "machine's own, and each run removes what killed runs left in it (a server left running "
             "included)."
         )
         return
-    provisioner = provision.provisioner_for(url)
-    if isinstance(provisioner, provision.SQLiteProvisioner):
-        provisioner.cache_dir = cache_dir
-    where = provision.safe_url(url) if settings.url else "embedded SQLite"
+    provisioner = dialects.provisioner_for(url, cache_dir)
+    where = safe_url(url) if settings.url else "embedded SQLite"
     dropped = kept = 0
     for verdict in clean(provisioner, older_than):
         if dropped + kept == 0:

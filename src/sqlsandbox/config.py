@@ -1,13 +1,13 @@
-"""Settings from pytest's ini file, the environment and the command line (that order; the last wins)."""
+"""Settings: one option table that drives pytest's ini keys, the environment and the command line (in that
+order; the last wins), and the defaults a plain script gets."""
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import pytest
 
 from .errors import ConfigError
 
@@ -90,37 +90,19 @@ OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    url: str | None
-    metadata: tuple[str, ...]
-    bind: tuple[str, ...]
-    alembic: str | None
-    check_migrations: bool
-    rebuild: bool
-    asgi_app: str | None
-    lock_timeout: float
+    """What a run is told. The defaults are those of an unconfigured project: embedded SQLite, no schema.
 
+    metadata and bind take 'package.module:attr' strings (as the ini file spells them) or the objects
+    themselves (MetaData, declarative bases; sessionmakers, engines), as a script would pass them."""
 
-def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("sqlsandbox", "real database per test run, rolled-back sandbox per test")
-    for opt in OPTIONS:
-        if opt.kind == "linelist":
-            parser.addini(opt.ini, opt.help, type="linelist", default=None)
-        else:
-            parser.addini(opt.ini, opt.help, type="string", default=None)
-        extra: dict[str, Any] = {"action": "store_const", "const": "true"} if opt.flag else {}
-        group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]", **extra)
-    group.addoption(
-        "--sqlsandbox-clean",
-        dest="sqlsandbox_clean",
-        nargs="?",
-        const=str(CLEAN_DEFAULT_HOURS),
-        default=None,
-        metavar="HOURS",
-        help="Run no tests: drop the databases this project's runs left on the server that no run can still "
-        "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
-        f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
-        "nobody connected; then exit. Built templates are kept.",
-    )
+    url: str | None = None
+    metadata: tuple[Any, ...] = ()
+    bind: tuple[Any, ...] = ()
+    alembic: str | None = None
+    check_migrations: bool = False
+    rebuild: bool = False
+    asgi_app: str | None = None
+    lock_timeout: float = 10.0
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -150,17 +132,23 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
     return text or None
 
 
-def load_settings(config: pytest.Config) -> Settings:
+def _nothing(key: str) -> Any:
+    return None
+
+
+def load_settings(ini: Callable[[str], Any] = _nothing, cli: Callable[[str], Any] = _nothing) -> Settings:
+    """Settings from ini values, the environment and command-line values (looked up by the ini key:
+    sqlsandbox_<key>), the last found winning."""
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         value: Any = opt.default
-        ini_value = config.getini(opt.ini)
+        ini_value = ini(opt.ini)
         if ini_value not in (None, [], ""):
             value = _convert(opt, ini_value, f"ini option {opt.ini}")
         env_value = os.environ.get(opt.env)
         if env_value:
             value = _convert(opt, env_value, f"environment variable {opt.env}")
-        cli_value = config.getoption(opt.ini, default=None)
+        cli_value = cli(opt.ini)
         if cli_value:
             value = _convert(opt, cli_value, f"command-line option {opt.cli}")
         values[opt.key] = value

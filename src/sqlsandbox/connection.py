@@ -14,7 +14,9 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from .guards import Unit, call_site, current_task
+from .callsite import call_site
+from .loops import current_task, in_greenlet
+from .units import Unit
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -105,3 +107,18 @@ class JoinedConnection(Connection):
 
     def __repr__(self) -> str:
         return f"<JoinedConnection {self._unit.describe() if self._unit else 'idle'}>"
+
+
+def discard(root: Connection) -> None:
+    """Drop a connection that cannot be closed normally (its loop is gone); the server rolls back."""
+    try:
+        fairy = root._dbapi_connection
+        raw = getattr(fairy, "dbapi_connection", None)
+        if raw is not None and hasattr(raw, "terminate"):
+            raw.terminate()
+        elif in_greenlet() or not root.dialect.is_async:
+            root.close()
+    except Exception:
+        pass
+    finally:
+        root._dbapi_connection = None

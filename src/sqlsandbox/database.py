@@ -5,33 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, event, func, select
+from sqlalchemy import MetaData, func, select
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from . import drivers, provision
+from . import drivers
 from .errors import ConfigError, DriverMissingError
+from .marks import MARKER_TABLE
 
-
-def _sqlite_recipe(engine: Engine) -> None:
-    """SQLAlchemy's documented recipe: let SQLAlchemy, not pysqlite, emit BEGIN, so SAVEPOINTs nest
-    inside a real transaction and a released savepoint does not survive the outer rollback."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # The sandbox's own connection is the only one in use: it takes the write lock up front.
-        # Other connections (committed mode) begin as the app's would, deferred.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
+if TYPE_CHECKING:
+    from .dialects.base import Provisioner
 
 
 class TestDatabase:
@@ -39,8 +25,8 @@ class TestDatabase:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, provisioner: provision.Provisioner, url: URL) -> None:
-        """Engines for url, a database the provisioner made (see create())."""
+    def __init__(self, provisioner: Provisioner, url: URL) -> None:
+        """Engines for url, a database the provisioner made (and drops)."""
         self.server_url = provisioner.server_url
         self.provisioner = provisioner
         self.url = url
@@ -52,11 +38,6 @@ class TestDatabase:
         self._has_sync: bool | None = None
         self._no_async: DriverMissingError | None = None
 
-    @classmethod
-    def create(cls, provisioner: provision.Provisioner, name: str, template: URL | None = None) -> TestDatabase:
-        """A new database on the provisioner's server: empty, or a copy of template."""
-        return cls(provisioner, provisioner.create(name, template))
-
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
         """Run setup on every engine this database makes (event listeners of the guards)."""
         self._listeners.append(setup)
@@ -65,8 +46,7 @@ class TestDatabase:
                 setup(engine)
 
     def _prepare(self, engine: Engine) -> None:
-        if self.family == "sqlite":
-            _sqlite_recipe(engine)
+        self.provisioner.prepare_engine(engine)
         for setup in self._listeners:
             setup(engine)
 
@@ -155,7 +135,7 @@ class TestDatabase:
             found: list[str] = []
             for metadata in metas:
                 # sqlsandbox's own marker table (MariaDB/MySQL) is not the project's schema
-                opts = {"include_name": lambda name, kind, _: name != provision.MARKER_TABLE}
+                opts = {"include_name": lambda name, kind, _: name != MARKER_TABLE}
                 for entry in compare_metadata(MigrationContext.configure(conn, opts=opts), metadata):
                     found.append(repr(entry))
             return found
@@ -186,29 +166,7 @@ class TestDatabase:
 
     def clean_tables(self, names: list[str]) -> None:
         """Empty these tables and restart their identity sequences (committed-mode clean-up)."""
-        family = self.family
-
-        def clean(conn: Connection) -> None:
-            quote = conn.dialect.identifier_preparer.quote
-            if family == "postgresql":
-                conn.exec_driver_sql(f"TRUNCATE {', '.join(quote(n) for n in names)} RESTART IDENTITY CASCADE")
-            elif family == "mysql":
-                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
-                for name in names:
-                    conn.exec_driver_sql(f"TRUNCATE TABLE {quote(name)}")
-                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
-            else:
-                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-                for name in names:
-                    conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
-                has_seq = conn.exec_driver_sql(
-                    "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
-                ).first()
-                if has_seq:
-                    for name in names:
-                        conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
-
-        self.run(clean)
+        self.run(lambda conn: self.provisioner.empty_tables(conn, names))
 
     def leftovers(self, metadatas: Iterable[MetaData]) -> dict[str, tuple[int, int]]:
         """Tables whose row count differs from the one the schema build left: {table: (before, now)}."""

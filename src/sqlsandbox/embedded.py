@@ -26,8 +26,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import URL
 
-from . import provision
 from .errors import DriverMissingError, ServerUnreachableError
+from .marks import MARK, user_tag
 
 DRIVER = "embedded"
 SERVER_SETTINGS = (
@@ -191,7 +191,7 @@ def _slots_root(binaries: Binaries, user: tuple[int, int] | None) -> Path:
     """This user's folder of data folders for these binaries, which no other user can enter or replace: a
     trust-auth server's socket lives there."""
     uid = _uid()
-    mine = Path(tempfile.gettempdir(), f"{provision.MARK}-pg-{provision.user_tag()}")
+    mine = Path(tempfile.gettempdir(), f"{MARK}-pg-{user_tag()}")
     mode = 0o711 if user is not None else 0o700  # under root the server's user must pass through
     mine.mkdir(mode=mode, exist_ok=True)
     info = mine.lstat()

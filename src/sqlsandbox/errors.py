@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 
 class SandboxError(Exception):
     """Base class of sqlsandbox's errors.
@@ -63,8 +61,3 @@ class SandboxClosedError(SandboxError):
 
 class DatabaseAccessBlocked(SandboxError):
     """A test opened a database connection without asking for the sandbox."""
-
-
-def usage_error(error: SandboxError) -> pytest.UsageError:
-    """Wrap for pytest so start-up problems print as one message, without a traceback."""
-    return pytest.UsageError(f"sqlsandbox: {error}")

@@ -11,14 +11,15 @@ starts clean.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from . import dialects
 from .errors import ConfigError
+from .sqltext import tables_named
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -53,7 +54,6 @@ _KINDS: dict[str, tuple[str, str, str, int]] = {
     ),
 }
 _VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
-_TABLE_AFTER = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+[`\"\[]?(\w+)[`\"\]]?", re.I)
 
 
 class SimulatedDriverError(Exception):
@@ -107,9 +107,7 @@ class Fault:
                 return False
         elif self.verb is not None and text[: len(self.verb)].upper() != self.verb:
             return False
-        if self.table is not None and self.table.lower() not in {
-            m.lower() for m in _TABLE_AFTER.findall(statement)
-        }:
+        if self.table is not None and self.table.lower() not in tables_named(statement):
             return False
         return self.pattern is None or self.pattern.search(statement) is not None
 
@@ -199,12 +197,11 @@ class Faults:
     def _raise_or_rewrite(
         self, conn: Connection, cursor: Any, fault: Fault, statement: str, parameters: Any, context: Any
     ) -> tuple[str, Any]:
-        family = conn.dialect.name
-        if fault.error == "timeout" and family == "postgresql":
-            cursor.execute("SET LOCAL statement_timeout = 1")
-            return "SELECT pg_sleep(5)", _empty_like(parameters)
-        if fault.error == "timeout" and family in ("mysql", "mariadb"):
-            return "SET STATEMENT max_statement_time=0.001 FOR SELECT SLEEP(5)", _empty_like(parameters)
+        quirks = self._sandbox.db.provisioner
+        if fault.error == "timeout":
+            timeout = quirks.timeout_statement(cursor)
+            if timeout is not None:  # the server's own statement timeout, for real
+                return timeout, _empty_like(parameters)
         if fault.error == "disconnect" and self._terminate_for_real(conn, cursor):
             return statement, parameters  # the driver now meets a dead connection, for real
         # SQLAlchemy's own handling: wraps the driver error (IntegrityError, OperationalError...) with the
@@ -222,17 +219,15 @@ class Faults:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _terminate_for_real(self, conn: Connection, cursor: Any) -> bool:
-        family = conn.dialect.name
-        if family not in ("postgresql", "mysql", "mariadb") or not self._sandbox.db.has_sync_driver():
+        db = self._sandbox.db
+        query = db.provisioner.session_id_query()
+        if query is None or not db.has_sync_driver():
             return False
         raw = cursor if cursor is not None else conn.connection.cursor()
-        raw.execute("SELECT pg_backend_pid()" if family == "postgresql" else "SELECT CONNECTION_ID()")
+        raw.execute(query)
         row: Any = raw.fetchone()
-        backend = row[0]
-        kill = f"KILL {int(backend)}"
-        if family == "postgresql":
-            kill = f"SELECT pg_terminate_backend({int(backend)})"
-        self._sandbox.db.run(lambda admin: admin.exec_driver_sql(kill))
+        kill = db.provisioner.kill_statement(int(row[0]))
+        db.run(lambda admin: admin.exec_driver_sql(kill))
         return True
 
 
@@ -249,13 +244,5 @@ def _empty_like(parameters: Any) -> Any:
 def _driver_error(conn: Connection, kind: str) -> BaseException:
     """An instance of the connection's own driver exception class for `kind`."""
     class_name, message, sqlstate, errno = _KINDS[kind]
-    dbapi = conn.dialect.loaded_dbapi
-    message = f"{message} (injected by sqlsandbox)"
-    if conn.dialect.driver in ("psycopg", "psycopg_async"):
-        import psycopg.errors
-
-        return psycopg.errors.lookup(sqlstate)(message)
-    base: Callable[..., BaseException] = getattr(dbapi, class_name)
-    if conn.dialect.name in ("mysql", "mariadb"):
-        return base(errno, message)
-    return base(message)
+    quirks = dialects.quirks(conn.dialect.name)
+    return quirks.driver_error(conn.dialect, class_name, f"{message} (injected by sqlsandbox)", sqlstate, errno)

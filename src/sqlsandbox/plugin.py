@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
-import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 import pytest
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from . import asyncio_loops, blocker, cleanup
-from . import config as config_mod
-from .config import import_string
-from .errors import ConfigError, SandboxError, SandboxLayerError, usage_error
-from .guards import explain_driver_error
-from .layers import end_unused_layers
+from . import blocker, cleanup, loops
+from .config import CLEAN_DEFAULT_HOURS, OPTIONS, Settings, import_string, load_settings
+from .diagnostics import explain_driver_error
+from .errors import ConfigError, SandboxError, SandboxLayerError
+from .layers import keep_as_layer
+from .report import Report
 from .run import Run
 from .sandbox import Sandbox
 
 RUN = pytest.StashKey[Run]()
-USED = pytest.StashKey[Sandbox]()
+REPORT = pytest.StashKey[Report]()
 SANDBOX_FIXTURES = frozenset(
     {
         "sandbox",
@@ -40,7 +41,35 @@ SANDBOX_FIXTURES = frozenset(
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    config_mod.add_options(parser)
+    group = parser.getgroup("sqlsandbox", "real database per test run, rolled-back sandbox per test")
+    for opt in OPTIONS:
+        if opt.kind == "linelist":
+            parser.addini(opt.ini, opt.help, type="linelist", default=None)
+        else:
+            parser.addini(opt.ini, opt.help, type="string", default=None)
+        extra: dict[str, Any] = {"action": "store_const", "const": "true"} if opt.flag else {}
+        group.addoption(opt.cli, dest=opt.ini, default=None, help=f"{opt.help} [env {opt.env}]", **extra)
+    group.addoption(
+        "--sqlsandbox-clean",
+        dest="sqlsandbox_clean",
+        nargs="?",
+        const=str(CLEAN_DEFAULT_HOURS),
+        default=None,
+        metavar="HOURS",
+        help="Run no tests: drop the databases this project's runs left on the server that no run can still "
+        "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
+        f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
+        "nobody connected; then exit. Built templates are kept.",
+    )
+
+
+def _settings(config: pytest.Config) -> Settings:
+    return load_settings(config.getini, lambda key: config.getoption(key, default=None))
+
+
+def usage_error(error: SandboxError) -> pytest.UsageError:
+    """Start-up problems print as one message, without a traceback."""
+    return pytest.UsageError(f"sqlsandbox: {error}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -50,7 +79,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if hours is None:
         return None
     try:
-        for line in cleanup.lines(config_mod.load_settings(config), str(hours), _cache_dir(config)):
+        for line in cleanup.lines(_settings(config), str(hours), _cache_dir(config)):
             print(line, flush=True)  # as it goes: what was dropped is told even if a later step fails
     except SandboxError as exc:
         raise usage_error(exc) from None
@@ -80,7 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "database (sqlsandbox blocks that by default).",
     )
     try:
-        settings = config_mod.load_settings(config)
+        settings = _settings(config)
     except SandboxError as exc:
         raise usage_error(exc) from None
     workerinput = getattr(config, "workerinput", {})  # pytest-xdist: one database per worker
@@ -88,8 +117,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = str(workerinput.get("testrunuid", ""))[:8]
     cache = getattr(config, "cache", None)  # pytest's cache folder keeps SQLite schema templates
     cache_dir = cache.mkdir("sqlsandbox") if cache is not None else None
-    run = Run(settings, worker, Path(str(config.rootpath)), run_id, cache_dir)
+    run = Run(settings, worker=worker, rootdir=Path(str(config.rootpath)), run_id=run_id, cache_dir=cache_dir)
     config.stash[RUN] = run
+    config.stash[REPORT] = Report()
     blocker.push(run.blocker)
 
 
@@ -123,7 +153,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         run.settings.bind or SANDBOX_FIXTURES.intersection(names) or item.get_closest_marker("sqlsandbox")
     )
     if gets_sandbox:  # a test that cannot reach the database leaves the layers be
-        end_unused_layers(names, run.keeper)
+        run.keeper.layers.end_unused(names, run.keeper)
 
 
 def pytest_collection_modifyitems(
@@ -155,46 +185,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(RUN, None)
     if run is None or not run.started:
         return
-    tr = terminalreporter
-    where = run.where
-    tr.write_sep("-", "sqlsandbox")
-    blocked = len(run.blocker.blocked)
-    overheads = [o for _, _, o in run.per_test]
-    median = f"{statistics.median(overheads) * 1000:.2f} ms" if overheads else "n/a"
-    tr.write_line(
-        f"{run.tests_with_db} test(s) used the database ({where}); {run.statements} statement(s); "
-        f"{run.problems} sandbox problem(s) and {blocked} blocked connection(s) caught; "
-        f"sandbox overhead per test {median} (median)."
-    )
-    if config.option.verbose > 0:
-        top = sorted(run.per_test, key=lambda t: t[1], reverse=True)[:10]
-        if top:
-            tr.write_line("Most statements:")
-            for nodeid, count, overhead in top:
-                tr.write_line(f"  {count:6d}  {nodeid}  (sandbox {overhead * 1000:.2f} ms)")
-        if overheads:
-            p90 = sorted(overheads)[int(0.9 * (len(overheads) - 1))] * 1000
-            tr.write_line(
-                f"Sandbox overhead: median {median}, p90 {p90:.2f} ms, max {max(overheads) * 1000:.2f} ms"
-            )
-        for line in run.blocker.blocked[:10]:
-            tr.write_line(f"Blocked: {line}")
-    if run.schema_note:
-        tr.write_line(f"Test database {run.database_name}: {run.schema_note}.")
-    if run.removed_stale:
-        tr.write_line(
-            f"Cleaned up after killed runs ({len(run.removed_stale)}): {', '.join(run.removed_stale)}"
-        )
-    if run.finish_error:
-        tr.write_line(f"The end-of-run check failed: {run.finish_error}", red=True)
-    if run.leftovers:
-        for table, (before, now) in sorted(run.leftovers.items()):
-            tr.write_line(
-                f"LEAK: table {table} has {now} row(s) after the run, {before} after the schema build",
-                red=True,
-            )
-    elif run.metadatas:
-        tr.write_line("Every table is as the schema build left it.")
+    terminalreporter.write_sep("-", "sqlsandbox")
+    for line, bad in config.stash[REPORT].lines(run, verbose=config.option.verbose > 0):
+        terminalreporter.write_line(line, red=bad)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -231,8 +224,8 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
 
     Yields whether that loop outlives the test (so the connection may be kept for the next test).
     """
-    loops = asyncio_loops.loop_fixtures(request.fixturenames)
-    for name in loops:  # pytest-asyncio: set up before us, so torn down after us
+    loop_names = loops.loop_fixtures(request.fixturenames)
+    for name in loop_names:  # pytest-asyncio: set up before us, so torn down after us
         request.getfixturevalue(name)
     if "anyio_backend" in request.fixturenames:
         from anyio.pytest_plugin import extract_backend_and_options, get_runner
@@ -241,16 +234,26 @@ def _hold_event_loop(request: pytest.FixtureRequest) -> Iterator[bool]:
         with get_runner(backend, options):  # a lease keeps anyio's runner and loop alive
             yield False
         return
-    keep = asyncio_loops.is_session_loop(loops)
+    keep = loops.is_session_loop(loop_names)
     if keep:  # the connection outlives the test: close it before pytest-asyncio closes the loop
         request.getfixturevalue("_sqlsandbox_session_loop_connection")
     yield keep
 
 
+def session_loop(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoop | None:
+    """pytest-asyncio's session loop (set up if need be), or None when pytest-asyncio is not active."""
+    for name in loops.SESSION_LOOP_FIXTURES:
+        try:
+            return loops.loop_of(request.getfixturevalue(name))
+        except pytest.FixtureLookupError:
+            continue
+    return None
+
+
 @pytest.fixture(scope="session")
 def _sqlsandbox_session_loop_connection(request: pytest.FixtureRequest) -> Iterator[None]:
     """Closes the connection kept across tests on pytest-asyncio's session loop, while it still runs."""
-    asyncio_loops.session_loop(request)  # set up before this fixture: torn down after it
+    session_loop(request)  # set up before this fixture: torn down after it
     yield
     request.config.stash[RUN].keeper.close_async()
 
@@ -260,47 +263,29 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """The current test's sandbox: a connection to the test database in a transaction that is rolled
     back at the end, shared by every session and connection the test and the app open."""
     run = request.config.stash[RUN]
-    db = run.database()
+    run.database()  # provisioned outside the set-up time
     started = time.perf_counter()
     marker = request.node.get_closest_marker("sqlsandbox")
     committed = bool(marker.kwargs.get("committed", False)) if marker is not None else False
     if committed and run.keeper.layers:
         raise SandboxLayerError(
             f"{request.node.nodeid} is marked committed=True and runs inside seed layer "
-            f"{run.keeper.layers[-1].name!r}.",
+            f"{run.keeper.layers.top.name!r}.",
             why="a layer's rows are uncommitted, in the sandbox connection's open transaction; a committed "
             "test's own connections could not see them (and on SQLite would wait for its lock).",
             fix="move committed tests out of the layer's module or class, or seed them in the test itself.",
         )
     with _hold_event_loop(request) as loop_outlives_test:
-        box = Sandbox(
-            db,
-            run.keeper,
-            request.node.nodeid,
-            lock_timeout=run.settings.lock_timeout,
-            keep_async_root=loop_outlives_test,
-            metadatas=run.metadatas,
-            committed=committed,
-        )
-        box.activate()
+        box = run.new_sandbox(request.node.nodeid, committed=committed, keep_async_root=loop_outlives_test)
+        setup = time.perf_counter() - started
         try:
-            for obj in run.bound:
-                box.bind(obj)
-            request.node.stash[USED] = box
-            setup = time.perf_counter() - started
             yield box
         finally:
             teardown_started = time.perf_counter()
             try:
                 box.close()
             finally:
-                overhead = setup + time.perf_counter() - teardown_started
-                used = box.flavor is not None
-                run.tests_with_db += used
-                run.statements += box.statements
-                run.problems += len(box.problems)
-                if used:
-                    run.per_test.append((request.node.nodeid, box.statements, overhead))
+                request.config.stash[REPORT].record(box, setup + time.perf_counter() - teardown_started)
 
 
 @pytest.fixture(autouse=True)
@@ -368,3 +353,79 @@ def db_connection(sandbox: Sandbox) -> Connection:
 def async_db_connection(sandbox: Sandbox) -> AsyncConnection:
     """An AsyncConnection in the sandbox; its transactions are savepoints."""
     return sandbox.async_connection()
+
+
+# ---- seed layers: @sqlsandbox.seed makes a fixture of the seed function (see layers.py) ---------------
+
+Scope = Literal["session", "package", "module", "class"]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def seed(fn: F, /) -> F: ...
+@overload
+def seed(*, scope: Scope = "module", name: str | None = None) -> Callable[[F], F]: ...
+def seed(fn: Any = None, /, *, scope: Scope = "module", name: str | None = None) -> Any:
+    """Make fn(layer, *fixtures) a fixture of `scope` (default module) whose committed writes every test
+    that uses it sees, and that is rolled back when the scope ends. The fixture's value is fn's return
+    value. An `async def` seed runs on pytest-asyncio's session loop, for tests on that loop."""
+    if scope not in ("session", "package", "module", "class"):
+        raise ValueError(f"seed scope must be session, package, module or class, not {scope!r}")
+
+    def decorate(fn: Any) -> Any:
+        params = list(inspect.signature(fn).parameters.values())
+        if not params:
+            raise TypeError(f"seed function {fn.__name__}() must take the layer as its first argument")
+        layer_name = name or fn.__name__
+        fixtures = params[1:]
+        wants_request = any(p.name == "request" for p in fixtures)
+
+        def fixture(request: pytest.FixtureRequest, **kwargs: Any) -> Iterator[Any]:
+            if wants_request:
+                kwargs["request"] = request
+            yield from _layer(request, fn, layer_name, kwargs)
+
+        fixture.__name__ = fn.__name__
+        fixture.__qualname__ = fn.__qualname__
+        fixture.__doc__ = fn.__doc__
+        fixture.__module__ = fn.__module__
+        request_param = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        others = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixtures if p.name != "request"]
+        fixture.__signature__ = inspect.Signature([request_param, *others])  # type: ignore[attr-defined]
+        return pytest.fixture(scope=scope, name=layer_name)(fixture)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def _layer(
+    request: pytest.FixtureRequest, fn: Callable[..., Any], name: str, kwargs: dict[str, Any]
+) -> Iterator[Any]:
+    run = request.config.stash[RUN]
+    is_async = inspect.iscoroutinefunction(fn)
+    loop = _layer_loop(request, name) if is_async else None
+    box = run.new_sandbox(f"seed layer {name!r}", keep_async_root=is_async)
+    try:
+        value = loop.run_until_complete(fn(box, **kwargs)) if loop is not None else fn(box, **kwargs)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the seed's own error is the one to show
+            box.close()
+        raise
+    fixturedef = request._fixturedef  # type: ignore[attr-defined]
+    keep_as_layer(box, name, lambda: fixturedef.finish(request))
+    try:
+        yield value
+    finally:
+        run.keeper.layers.unwind(name, run.keeper)
+
+
+def _layer_loop(request: pytest.FixtureRequest, name: str) -> asyncio.AbstractEventLoop:
+    """pytest-asyncio's session loop, which outlives the layer (its connection is made there)."""
+    loop = session_loop(request)
+    if loop is None:
+        raise SandboxLayerError(
+            f"Seed layer {name!r} is async, and pytest-asyncio (1.0 or later) is not active.",
+            why="an async seed's connection must live on an event loop that outlasts the layer's scope.",
+            fix="pip install pytest-asyncio, or write the seed function as a plain def for sync tests.",
+        )
+    request.getfixturevalue("_sqlsandbox_session_loop_connection")  # closes the kept connection at the end
+    return loop

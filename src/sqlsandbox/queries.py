@@ -17,10 +17,10 @@ from sqlalchemy import MetaData, Table, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.util import greenlet_spawn
 
+from .sqltext import is_unit_sql
+
 if TYPE_CHECKING:
     from .sandbox import Sandbox
-
-_SANDBOX_SQL = re.compile(r"\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Queries:
         return [q for q in self._items if regex.search(q.statement)]
 
     def record(self, statement: str, parameters: Any, started: float, many: bool) -> None:
-        if _SANDBOX_SQL.match(statement):
+        if is_unit_sql(statement):
             return
         self._items.append(Query(statement, parameters, time.perf_counter() - started, many))
 

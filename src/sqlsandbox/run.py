@@ -1,49 +1,76 @@
-"""What one pytest run shares: settings, the test database, imported models and bound objects."""
+"""A run: what the tests of one process share (settings, the test database, imported models, bound objects),
+and the sandboxes it hands out. It knows nothing of pytest, so a script or another test runner can use it:
+
+    with sqlsandbox.Run(url="postgresql://localhost/app", metadata=[Base]) as run:
+        with run.sandbox() as sandbox:
+            ...  # rolled back when the block ends
+
+Provisioning flows one way: the run asks the server's provisioner (dialects/) for a test database; finding,
+building and cloning the schema template is a step inside that; a TestDatabase comes back.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import MetaData
 
-from . import embedded, provision, sandbox, templates
+from . import dialects, embedded, events, templates
 from .blocker import Blocker
 from .config import Settings, import_string
 from .database import TestDatabase
 from .embedded import EmbeddedPostgres
 from .errors import ConfigError, SandboxError, ServerUnreachableError
+from .keeper import RootKeeper
 from .mappers import check_mappers
+from .sandbox import Sandbox
 
 
 class Run:
+    """One process's test database and what its sandboxes share.
+
+    Settings come whole (settings=...) or as keywords (url=..., metadata=[Base], bind=[SessionLocal],
+    any field of Settings), or both, the keywords winning."""
+
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | None = None,
+        *,
         worker: str = "",
         rootdir: Path | None = None,
         run_id: str = "",
         cache_dir: Path | None = None,
+        **options: Any,
     ) -> None:
+        for key in ("metadata", "bind"):
+            if key in options and not isinstance(options[key], tuple):
+                value = options[key]
+                options[key] = (value,) if isinstance(value, (str, MetaData, type)) else tuple(value)
+        try:
+            settings = dataclasses.replace(settings or Settings(), **options)
+        except TypeError:
+            known = ", ".join(field.name for field in dataclasses.fields(Settings))
+            raise ConfigError(
+                f"Run() got an unknown setting among {', '.join(sorted(options))}.", fix=f"use one of: {known}."
+            ) from None
         self.settings = settings
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.rootdir = rootdir
         self.worker = worker
-        self.server_url = provision.parse_url(settings.url)
-        self.keeper = sandbox.RootKeeper()
+        self.server_url = dialects.parse_url(settings.url)
+        self.keeper = RootKeeper()
         self._db: TestDatabase | None = None
         self._failure: SandboxError | None = None
         self.metadatas: list[MetaData] = []
         self.bound: list[Any] = []
-        self.tests_with_db = 0
-        self.statements = 0
-        self.problems = 0
-        # per test: (nodeid, statements, sandbox set-up + tear-down seconds), for the report
-        self.per_test: list[tuple[str, int, float]] = []
         self.leftovers: dict[str, tuple[int, int]] = {}
         self.blocker = Blocker()
         self.finish_error: str | None = None
@@ -88,7 +115,50 @@ class Run:
         """The server, as the report names it."""
         if self.embedded is not None:
             return self.embedded.describe()
-        return provision.safe_url(self.server_url) if self.settings.url else "embedded SQLite"
+        return dialects.safe_url(self.server_url) if self.settings.url else "embedded SQLite"
+
+    def __enter__(self) -> Run:
+        self.database()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish()
+        if self.finish_error is not None and exc_type is None:
+            raise SandboxError(f"The end-of-run check failed: {self.finish_error}")
+
+    def new_sandbox(self, name: str, *, committed: bool = False, keep_async_root: bool = False) -> Sandbox:
+        """An active sandbox with the run's objects bound to it: close() it (or keep it as a seed layer)."""
+        box = Sandbox(
+            self.database(),
+            self.keeper,
+            name,
+            lock_timeout=self.settings.lock_timeout,
+            keep_async_root=keep_async_root,
+            metadatas=self.metadatas,
+            committed=committed,
+        )
+        box.activate()
+        try:
+            for obj in self.bound:
+                box.bind(obj)
+        except BaseException:
+            box.close()
+            raise
+        return box
+
+    @contextlib.contextmanager
+    def sandbox(
+        self, name: str = "sandbox", *, committed: bool = False, keep_async_root: bool = False
+    ) -> Iterator[Sandbox]:
+        """`with run.sandbox() as sandbox:` everything the block writes through it (and through the bound
+        factories and engines) is rolled back at the end; a misuse it caught is raised there."""
+        box = self.new_sandbox(name, committed=committed, keep_async_root=keep_async_root)
+        try:
+            yield box
+        finally:
+            box.close()
 
     def _start(self) -> TestDatabase:
         if not embedded.is_embedded(self.server_url):
@@ -107,17 +177,14 @@ class Run:
     def _provision(self) -> TestDatabase:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
         check_mappers(self.rootdir)
-        self.bound = [import_string(spec, "sqlsandbox_bind") for spec in self.settings.bind]
+        self.bound = [_imported(spec, "sqlsandbox_bind") for spec in self.settings.bind]
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
-        name = provision.test_database_name(self.server_url, suffix)
-        provisioner = provision.provisioner_for(self.server_url)
-        if isinstance(provisioner, provision.SQLiteProvisioner):
-            provisioner.cache_dir = self.cache_dir
+        name = dialects.base.test_database_name(self.server_url, suffix)
+        provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
         self.removed_stale = provisioner.removed_stale
         ini = _alembic_ini(self.settings.alembic, self.rootdir) if self.settings.alembic else None
         source = templates.SchemaSource(self.metadatas, ini, self.settings.check_migrations)
-        done = templates.provision_database(
-            provisioner,
+        done = provisioner.test_database(
             name,
             source,
             lambda db: self._build_schema(db, source),
@@ -137,7 +204,7 @@ class Run:
         )
         try:
             db.record_baseline(self.metadatas)
-            db.add_engine_setup(_install_guards)
+            db.add_engine_setup(events.install)
         except BaseException:
             db.drop()
             raise
@@ -182,8 +249,13 @@ def _alembic_ini(path: str, rootdir: Path | None) -> Path:
     return ini
 
 
-def _as_metadata(spec: str) -> MetaData:
-    obj = import_string(spec, "sqlsandbox_metadata")
+def _imported(spec: Any, setting: str) -> Any:
+    """A 'package.module:attr' spec imported; an object given as itself, as is."""
+    return import_string(spec, setting) if isinstance(spec, str) else spec
+
+
+def _as_metadata(spec: Any) -> MetaData:
+    obj = _imported(spec, "sqlsandbox_metadata")
     metadata = obj if isinstance(obj, MetaData) else getattr(obj, "metadata", None)
     if not isinstance(metadata, MetaData):
         raise ConfigError(
@@ -191,48 +263,3 @@ def _as_metadata(spec: str) -> MetaData:
             fix="name a MetaData object or a declarative base class (whose .metadata is used).",
         )
     return metadata
-
-
-def _install_guards(engine: Engine) -> None:
-    event.listen(engine, "before_cursor_execute", _before_cursor_execute, retval=True)
-    event.listen(engine, "after_cursor_execute", _after_cursor_execute)
-    event.listen(engine, "handle_error", _handle_error)
-    event.listen(engine, "commit", _on_commit)
-    event.listen(engine, "rollback", _on_rollback)
-
-
-def _before_cursor_execute(
-    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-) -> tuple[str, Any]:
-    current = sandbox.active()
-    if current is not None:
-        current.before_statement(conn, statement, context)
-        if current._faults_armed:
-            return current.rewrite_statement(conn, cursor, statement, parameters, context)
-    return statement, parameters
-
-
-def _after_cursor_execute(
-    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-) -> None:
-    current = sandbox.active()
-    if current is not None:
-        current.after_statement(conn, statement, parameters, context, many)
-
-
-def _handle_error(context: Any) -> None:
-    current = sandbox.active()
-    if current is not None:
-        current.statement_failed(context.connection, context.execution_context)
-
-
-def _on_commit(conn: Connection) -> None:
-    current = sandbox.active()
-    if current is not None:
-        current.outer_ended(conn, "committed")
-
-
-def _on_rollback(conn: Connection) -> None:
-    current = sandbox.active()
-    if current is not None:
-        current.outer_ended(conn, "rolled back")

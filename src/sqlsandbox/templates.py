@@ -12,8 +12,7 @@ import configparser
 import contextlib
 import hashlib
 import tempfile
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from filelock import FileLock, Timeout
 from sqlalchemy import MetaData, create_mock_engine
 from sqlalchemy.engine import URL
 
-from . import drivers, provision
-from .database import TestDatabase
+from . import drivers
 from .errors import ConfigError, ServerUnreachableError
+from .marks import MARK, Mark, user_tag
 
 FORMAT = "1"  # bump when the way templates are built changes: old ones are then never reused
 LOCK_TIMEOUT = 600.0
@@ -50,15 +49,6 @@ class SchemaSource:
             for path in _migration_files(self.alembic_ini):
                 digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         return digest.hexdigest()
-
-
-@dataclass
-class Provisioned:
-    db: TestDatabase
-    template: str  # the template's database (or file) name
-    built: bool  # this run built it
-    seconds: float  # time to build it, or to find and clone it
-    uncopyable: bool = False  # built in the test database: the schema has what templates cannot copy
 
 
 def _ddl(url: URL, metadatas: Iterable[MetaData]) -> list[str]:
@@ -110,57 +100,42 @@ def _migration_files(ini: Path) -> list[Path]:
     return [ini, *files]
 
 
+KEEP = 8  # per database name: suites or branches sharing one server and name take turns without rebuilds
+
+
+def pick(marked: Sequence[tuple[str, Mark]], run_id: str) -> tuple[str, Mark] | None:
+    """The template to clone (or the word that it cannot be): the one this run built (xdist workers,
+    --sqlsandbox-rebuild), else the newest."""
+    kept = [(name, mark) for name, mark in marked if mark.is_kept_template]
+    if not kept:
+        return None
+    return max(kept, key=lambda item: (item[1].run == run_id, item[1].at))
+
+
+def surplus(marked: Sequence[tuple[str, Mark]], base: str, keep: str, key: str) -> list[str]:
+    """Templates to drop once `keep` (of key) is built: older ones of the same key, and this project's
+    beyond the newest KEEP."""
+    kept = [(name, mark) for name, mark in marked if name != keep and mark.is_kept_template]
+    same_key = [name for name, mark in kept if mark.key == key[:16]]
+    ours = [(name, mark) for name, mark in kept if mark.base == base and name not in same_key]
+    ours.sort(key=lambda item: -item[1].at)
+    return same_key + [name for name, _ in ours[KEEP - 1 :]]
+
+
 def lock_path(url: URL, key: str) -> Path:
-    where = hashlib.sha256(provision.safe_url(url._replace(database=None)).encode()).hexdigest()[:12]
-    folder = Path(tempfile.gettempdir(), f"{provision.MARK}-locks-{provision.user_tag()}")
+    where = url._replace(database=None).render_as_string(hide_password=True)
+    folder = Path(tempfile.gettempdir(), f"{MARK}-locks-{user_tag()}")
     folder.mkdir(exist_ok=True)
-    return folder / f"{where}-{key[:16]}.lock"
+    return folder / f"{hashlib.sha256(where.encode()).hexdigest()[:12]}-{key[:16]}.lock"
 
 
-def provision_database(
-    provisioner: provision.Provisioner,
-    name: str,
-    source: SchemaSource,
-    build: Callable[[TestDatabase], None],
-    *,
-    run_id: str,
-    rebuild: bool = False,
-) -> Provisioned:
-    """The run's test database, cloned from the template for source (built first if there is none).
-
-    build(db) builds the schema in an empty database. With rebuild, a template built by an earlier run
-    is not used (workers of this run share the one the first of them builds)."""
-    started = time.perf_counter()
-    key = source.key(provisioner.server_url)
-    lock = FileLock(str(lock_path(provisioner.server_url, key)), timeout=LOCK_TIMEOUT)
+@contextlib.contextmanager
+def build_lock(url: URL, key: str) -> Iterator[None]:
+    """Held while a template for key is looked for, built and cloned: the runs and xdist workers of this
+    machine that need the same template let the first of them build it."""
+    lock = FileLock(str(lock_path(url, key)), timeout=LOCK_TIMEOUT)
     try:
-        with lock:
-            for _ in range(3):
-                found = provisioner.find_template(key, run_id)
-                built = False
-                if found is None or (rebuild and provision.template_run(found[1]) != run_id):
-                    template = _build_template(provisioner, key, run_id, build)
-                    built = True
-                elif provision.template_is_uncopyable(found[1]):
-                    template = None  # an earlier run found it cannot be copied: not built twice
-                else:
-                    template = found[0]
-                if template is None:
-                    break  # built below, outside the lock: every worker builds its own, all at once
-                try:
-                    db = TestDatabase.create(provisioner, name, template)
-                except provision.TemplateGone:
-                    continue  # another run replaced it between our look and our copy: look again
-                label = Path(str(template.database)).name
-                return Provisioned(db, label, built, time.perf_counter() - started)
-            else:
-                raise ServerUnreachableError(
-                    f"The schema template on {provision.safe_url(provisioner.server_url)} was dropped three "
-                    "times while this run was copying it.",
-                    why="another run sharing the server and database name replaced it each time "
-                    "(see KEEP_TEMPLATES).",
-                    fix="run again, or give the concurrent suites different database names in sqlsandbox_url.",
-                )
+        lock.acquire()
     except Timeout:
         raise ServerUnreachableError(
             f"Waited {LOCK_TIMEOUT:.0f} s for another run on this machine to build the schema template "
@@ -168,28 +143,7 @@ def provision_database(
             why="runs and xdist workers that need the same template let the first of them build it.",
             fix="if no other pytest run is building it, delete the lock file and run again.",
         ) from None
-    # the schema has what a template cannot copy (MariaDB/MySQL views, triggers, routines)
-    db = TestDatabase.create(provisioner, name)
-    _build_or_drop(db, build)
-    return Provisioned(db, "", True, time.perf_counter() - started, uncopyable=True)
-
-
-def _build_template(
-    provisioner: provision.Provisioner, key: str, run_id: str, build: Callable[[TestDatabase], None]
-) -> URL | None:
-    template = provisioner.create_template(key, run_id)
-    db = TestDatabase(provisioner, template)
-    _build_or_drop(db, build)
-    db.dispose()  # nothing may stay connected to a template that is about to be cloned
-    if not provisioner.can_copy(template):
-        provisioner.mark_uncopyable(template, key, run_id)
-        return None
-    return provisioner.seal_template(template, key, run_id)
-
-
-def _build_or_drop(db: TestDatabase, build: Callable[[TestDatabase], None]) -> None:
     try:
-        build(db)
-    except BaseException:
-        db.drop()
-        raise
+        yield
+    finally:
+        lock.release()

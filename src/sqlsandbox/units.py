@@ -1,4 +1,4 @@
-"""Guards on the one shared sandbox connection: call sites, loop and thread checks, units of work.
+"""Units of work on the one shared sandbox connection, and the order they may run in.
 
 Everything a test's code opens (sessions, engine.connect()) becomes a *unit of work*: a SAVEPOINT on the one
 sandbox connection. Savepoints form a stack, while the app's units, each on its own connection in production,
@@ -15,210 +15,18 @@ may overlap in any order. The UnitStack keeps them correct:
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import sys
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
-import greenlet
-from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.util import await_only
-from sqlalchemy.util.concurrency import in_greenlet as _sqlalchemy_in_greenlet
 
-from .errors import SandboxDeadlockError, SandboxInterleavingError, SandboxLoopError
+from .errors import SandboxDeadlockError, SandboxInterleavingError
+from .loops import current_task, in_greenlet
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-
-_OUR_DIRS = tuple(
-    os.path.dirname(str(mod.__file__))
-    for mod in (sys.modules["sqlalchemy"], sys.modules[__name__.rpartition(".")[0]])
-    if getattr(mod, "__file__", None)
-)
-_SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "contextlib.py")
-
-
-_USER_CODE: dict[CodeType, bool] = {}
-
-
-def _is_user_code(code: CodeType) -> bool:
-    known = _USER_CODE.get(code)
-    if known is None:
-        filename = code.co_filename
-        known = _USER_CODE[code] = (
-            not filename.startswith(_OUR_DIRS)
-            and not filename.startswith("<")  # code SQLAlchemy generates at run time
-            and not any(p in filename for p in _SKIP_PARTS)
-        )
-    return known
-
-
-def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
-    """Describe the first frame outside SQLAlchemy and sqlsandbox, continuing into `parent`."""
-    while frame is not None:
-        if _is_user_code(frame.f_code):
-            return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
-        frame = frame.f_back
-        if frame is None and parent is not None:
-            frame, parent = parent, None
-    return "<unknown call site>"
-
-
-def _parent_frame() -> FrameType | None:
-    # Inside SQLAlchemy's async bridge the caller's coroutines are on the parent greenlet's stack.
-    glet: Any = greenlet.getcurrent()
-    parent = glet.parent if in_greenlet() else None
-    return parent.gr_frame if parent is not None else None
-
-
-def call_site(skip: int = 2) -> str:
-    """The first frame outside SQLAlchemy and sqlsandbox: where the user's code made the call."""
-    return _user_frame(sys._getframe(skip), _parent_frame())
-
-
-def in_greenlet() -> bool:
-    """Inside SQLAlchemy's async bridge. SQLAlchemy's own check: 2.0.30 marks the bridge by a greenlet
-    class, newer releases by an attribute."""
-    return bool(_sqlalchemy_in_greenlet())
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
-def describe_loop(loop: asyncio.AbstractEventLoop | None) -> str:
-    if loop is None:
-        return f"no event loop (thread {threading.current_thread().name!r})"
-    state = "closed" if loop.is_closed() else "running" if loop.is_running() else "idle"
-    return f"{type(loop).__name__} at {id(loop):#x} ({state})"
-
-
-def loop_mismatch(
-    owner_loop: asyncio.AbstractEventLoop | None, owner_thread: int, site_fn: Callable[[], str]
-) -> SandboxLoopError | None:
-    """None if the current thread and loop may use a connection made on owner_loop/owner_thread."""
-    here = running_loop()
-    if owner_loop is None:
-        if threading.get_ident() == owner_thread:
-            return None
-        site = site_fn()
-        return SandboxLoopError(
-            f"The sandbox's sync connection was used from thread {threading.current_thread().name!r} "
-            f"at {site}, but it belongs to the test's thread.",
-            why="a sandbox is one connection inside one transaction; a DBAPI connection is not "
-            "thread-safe and another thread would see a different transaction in production.",
-            fix="run that code in the test's thread, or mark the test "
-            "@pytest.mark.sqlsandbox(committed=True) so that other threads get their own connections.",
-        )
-    if here is owner_loop:
-        return None
-    site = site_fn()
-    return SandboxLoopError(
-        f"The sandbox's async connection was used from {describe_loop(here)} at {site}, "
-        f"but it was opened on {describe_loop(owner_loop)}.",
-        why="an asyncio driver connection (asyncpg, aiosqlite, asyncmy) belongs to the event loop that "
-        "opened it; used from another loop it fails with 'Future attached to a different loop' or "
-        "'another operation is in progress'. Starlette's TestClient runs the app in its own thread "
-        "and loop, and a session-scoped engine outlives a function-scoped loop.",
-        fix="drive ASGI apps with the asgi_client fixture (httpx.AsyncClient over ASGITransport in "
-        "the test's loop) instead of TestClient, and let the sandbox fixtures give you connections "
-        "rather than creating engines or sessions in fixtures of a wider scope.",
-    )
-
-
-_CONCURRENT_USE = ("another operation is in progress", "attached to a different loop", "different event loop")
-
-
-def explain_driver_error(exc: BaseException | None) -> str:
-    """Plain words for the asyncio drivers' errors about concurrent or cross-loop use, or ''."""
-    seen = 0
-    while exc is not None and seen < 6:
-        try:
-            message = str(exc)
-        except Exception:  # some exceptions cannot even render (seen with SQLAlchemy 2.0 parameters)
-            message = repr(getattr(exc, "orig", "")) or type(exc).__name__
-        if any(marker in message for marker in _CONCURRENT_USE):
-            break
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
-        seen += 1
-    else:
-        return ""
-    if exc is None:
-        return ""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".py") and "site-packages" not in filename and _is_user_code(tb.tb_frame.f_code):
-            frames.append(f"{filename}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}()")
-        tb = tb.tb_next
-    where = f" The failing call: {frames[-1]}." if frames else ""
-    return (
-        f"The driver says: {message.strip()!r}.{where}\n"
-        "What it means: one asyncio database connection was used by two operations at once, or from an "
-        "event loop other than the one that opened it. Typical causes: an engine, session or connection "
-        "created in a fixture of wider scope (session/module) and used by a test on a function-scoped loop; "
-        "Starlette's TestClient running the app in its own thread and loop; two tasks sharing one "
-        "AsyncSession.\n"
-        "Fix: let the app's engines and session factories join the sandbox (sqlsandbox_bind) instead of "
-        "creating engines in fixtures; drive ASGI apps with asgi_client; give each task its own session."
-    )
-
-
-_LEADING_COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
-_TXN_CONTROL = re.compile(
-    _LEADING_COMMENTS + r"(COMMIT|ROLLBACK(?!\s+TO)|ABORT|END|BEGIN|START\s+TRANSACTION)\b", re.I | re.S
-)
-# MariaDB/MySQL commit the open transaction implicitly before these.
-_IMPLICIT_COMMIT = re.compile(
-    _LEADING_COMMENTS
-    + r"(CREATE|ALTER|DROP|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK|SET\s+(?:SESSION\s+)?autocommit)\b",
-    re.I | re.S,
-)
-
-
-def is_transaction_control(statement: str, dialect_name: str = "") -> bool:
-    if _TXN_CONTROL.match(statement) is not None:
-        return True
-    return dialect_name in ("mysql", "mariadb") and _IMPLICIT_COMMIT.match(statement) is not None
-
-
-_READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "EXPLAIN", "SET ")
-
-
-def is_write(statement: str, context: Any) -> bool:
-    compiled = getattr(context, "compiled", None)
-    if compiled is not None and not isinstance(getattr(compiled, "statement", None), TextClause):
-        return bool(context.isinsert or context.isupdate or context.isdelete or context.isddl)
-    return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
-
-
-_WRITTEN_TABLE = re.compile(r"^\s*(?:INSERT\s+(?:IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM)\s+[`\"\[]?(\w+)", re.I)
-
-
-def tables_written(statement: str, context: Any) -> set[str]:
-    compiled = getattr(context, "compiled", None)
-    table = getattr(getattr(compiled, "statement", None), "table", None)
-    name = getattr(table, "name", None)
-    if isinstance(name, str):
-        return {name}
-    found = _WRITTEN_TABLE.match(statement)
-    return {found.group(1)} if found else set()
 
 
 @dataclass(eq=False)
