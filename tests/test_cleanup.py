@@ -96,7 +96,7 @@ def server_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[URL]:
     url = url.set(database=f"cln{uuid.uuid4().hex[:8]}")  # a project of its own on the shared server
     yield url
     kept = dialects.provisioner_for(url).project_databases()  # the inner runs' templates
-    servers.drop_all(url, [name for name, _ in kept if name.startswith(dialects.base.TEMPLATE_PREFIX)])
+    servers.drop_all(url, [name for name, _ in kept if name.startswith(dialects.naming.TEMPLATE_PREFIX)])
 
 
 def _template(url: URL) -> str:

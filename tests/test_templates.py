@@ -93,7 +93,7 @@ def _templates(url: URL) -> list[str]:
     base = dialects.base_name(url)
 
     def names(conn: Connection) -> list[str]:
-        found = prov._marked(conn, dialects.base.like_prefix(dialects.base.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
+        found = prov._marked(conn, dialects.naming.like_prefix(dialects.naming.TEMPLATE_PREFIX[:-1]))  # type: ignore[attr-defined]
         return [n for n, mark in found if mark.is_kept_template and mark.base == base]
 
     return dialects.run_admin(prov._admin_url(), names)  # type: ignore[attr-defined]
@@ -300,7 +300,7 @@ def test_a_template_whose_build_was_killed_is_removed(unique_url: URL) -> None:
         pytest.skip("server databases only (a SQLite template is renamed into place only once built)")
     prov = dialects.provisioner_for(unique_url)
     key = uuid.uuid4().hex
-    name = dialects.base.template_name(key, "deadrun")
+    name = dialects.naming.template_name(key, "deadrun")
     base = dialects.base_name(unique_url)
     mark = marks.Mark(1073741824, marks.host(), 0, key[:16], base, "building", "deadrun")
 
@@ -636,7 +636,7 @@ def test_a_database_not_ours_with_a_templates_name_is_refused(unique_url: URL) -
         pytest.skip("PostgreSQL server only")
     prov = dialects.provisioner_for(unique_url)
     key, run_id = uuid.uuid4().hex, "theirs"
-    name = dialects.base.template_name(key, run_id)
+    name = dialects.naming.template_name(key, run_id)
     dialects.run_admin(prov._admin_url(), lambda conn: conn.exec_driver_sql(f'CREATE DATABASE "{name}"'))  # type: ignore[attr-defined]
     try:
         with pytest.raises(NotOurDatabaseError):

@@ -36,6 +36,20 @@ class Option:
 
 
 CLEAN_DEFAULT_HOURS = 24  # --sqlsandbox-clean's age limit for databases made elsewhere
+CLEAN_HELP = (
+    "Run no tests: drop the databases this project's runs left on the server that no run can still "
+    "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
+    f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
+    "nobody connected; then exit. Built templates are kept."
+)
+MARKERS = (
+    "sqlsandbox(committed=False): give this test a sandbox (as if it asked for the sandbox "
+    "fixture), so the application's bound engines and session factories work in it. "
+    "committed=True: work commits for real (other threads, processes, servers can see it) and the "
+    "tables the test wrote to are emptied afterwards.",
+    "sqlsandbox_allow_any_database: let this test connect to databases other than the test "
+    "database (sqlsandbox blocks that by default).",
+)
 
 OPTIONS: tuple[Option, ...] = (
     Option(

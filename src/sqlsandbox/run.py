@@ -179,7 +179,7 @@ class Run:
         check_mappers(self.rootdir)
         self.bound = [_imported(spec, "sqlsandbox_bind") for spec in self.settings.bind]
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
-        name = dialects.base.test_database_name(self.server_url, suffix)
+        name = dialects.naming.test_database_name(self.server_url, suffix)
         provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
         self.removed_stale = provisioner.removed_stale
         ini = _alembic_ini(self.settings.alembic, self.rootdir) if self.settings.alembic else None

@@ -12,8 +12,9 @@ from sqlalchemy.engine import URL
 
 from .. import drivers
 from ..errors import ConfigError
-from .base import Provisioned, Provisioner, TemplateGone, base_name, parse_url, run_admin, safe_url
+from .base import Provisioned, Provisioner, TemplateGone, run_admin
 from .mysql import MySQLProvisioner
+from .naming import base_name, parse_url, safe_url
 from .postgresql import PostgresProvisioner
 from .sqlite import SQLiteProvisioner
 

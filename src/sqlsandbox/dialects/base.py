@@ -9,78 +9,27 @@ defaults of a plain SQL database; a family overrides what differs.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from .. import drivers, templates
 from ..database import TestDatabase
-from ..errors import ConfigError, DriverMissingError, NotOurDatabaseError, ServerUnreachableError
+from ..errors import NotOurDatabaseError, ServerUnreachableError
 from ..marks import Mark
 from ..sqltext import is_transaction_control
+from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
 
 T = TypeVar("T")
-TEMPLATE_PREFIX = "sqlsandbox_tpl_"
 
 
 class TemplateGone(Exception):
     """The template to clone was dropped in the meantime (another run replaced it): build it again."""
-
-
-def safe_url(url: URL | str) -> str:
-    """The URL as it may be shown: password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def parse_url(raw: str | None) -> URL:
-    if not raw:
-        return make_url("sqlite:///sqlsandbox.db")
-    try:
-        return make_url(raw)
-    except Exception as exc:
-        raise ConfigError(
-            f"sqlsandbox_url {raw!r} is not a SQLAlchemy URL ({exc}).",
-            fix="write it as dialect+driver://user:password@host:port/dbname, "
-            "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/app",
-        ) from None
-
-
-def base_name(url: URL) -> str:
-    base = url.database or "sqlsandbox"
-    if drivers.family(url) == "sqlite":
-        base = Path(base).stem if base != ":memory:" else "sqlsandbox"
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"test_{base}")[:40]
-
-
-def test_database_name(url: URL, suffix: str = "") -> str:
-    """test_<name>_<run id>[_<xdist worker>]: unique per run, so concurrent runs, nested pytest runs and
-    CI shards never share (or drop) each other's database."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{base_name(url)}{suffix}")[:63]
-
-
-def like_prefix(base: str) -> str:
-    """A LIKE pattern for names that start with base and an underscore."""
-    return base.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "\\_%"
-
-
-def template_name(key: str, run_id: str) -> str:
-    return f"{TEMPLATE_PREFIX}{key[:16]}_{re.sub(r'[^A-Za-z0-9]', '', run_id)[:8] or 'run'}"
-
-
-def run_database(base: str) -> re.Pattern[str]:
-    """The names of the test databases runs of project `base` make: test_<name>_<run id>[_gw<N>]; not
-    test_<name>_v2_<run id>, which project <name>_v2's runs make."""
-    return re.compile(rf"{re.escape(base)}_[0-9A-Za-z]+(_gw\d+)?")
 
 
 def error_code(exc: DBAPIError) -> str:
@@ -99,29 +48,7 @@ _DRIVER_MODULES = {"psycopg", "psycopg2", "asyncpg", "pymysql", "asyncmy", "aiom
 def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
     """Run fn on an AUTOCOMMIT connection to url, through a sync driver if one is installed."""
     try:
-        sync = drivers.sync_url(url)
-    except DriverMissingError:
-        sync = None
-    try:
-        if sync is not None:
-            engine = create_engine(sync, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    return fn(conn)
-            finally:
-                engine.dispose()
-
-        async def via_async() -> T:
-            aengine = create_async_engine(
-                drivers.async_url(url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-            )
-            try:
-                async with aengine.connect() as aconn:
-                    return await aconn.run_sync(fn)
-            finally:
-                await aengine.dispose()
-
-        return asyncio.run(via_async())
+        return drivers.run_on_any_driver(url, fn, autocommit=True)
     except Exception as exc:
         # A driver error can also arrive unwrapped (e.g. when the driver module was re-imported and
         # SQLAlchemy no longer recognises its classes), so judge by what it says, not only its type.

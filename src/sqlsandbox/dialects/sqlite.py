@@ -16,7 +16,8 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 
 from .. import templates
 from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
-from .base import Provisioner, TemplateGone, base_name, run_database
+from .base import Provisioner, TemplateGone
+from .naming import base_name, run_database
 
 
 def _host_hash(where: str) -> str:

@@ -1,0 +1,67 @@
+"""The library without pytest: `import sqlsandbox` stays pytest-free, the README's script runs as written, and a
+Sandbox that was never activated refuses to be used."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from sqlsandbox import Sandbox, SandboxError
+from sqlsandbox.keeper import RootKeeper
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_example() -> str:
+    section = README.read_text().split("## Using sqlsandbox without pytest", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None, "the README's section has no python example"
+    return found.group(1)
+
+
+def test_importing_sqlsandbox_does_not_import_pytest() -> None:
+    probe = "import sys, sqlsandbox; print(sorted(m for m in ('pytest', '_pytest') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_readme_script_runs_as_written(tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(_readme_example() + "\nimport sys\nprint('ok', 'pytest' in sys.modules)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "False"]
+
+
+def test_a_script_that_commits_for_real_is_told_at_the_block(tmp_path: Path) -> None:
+    """The misuse the plugin reports at a test's teardown is raised by `with run.sandbox()` in a script."""
+    script = tmp_path / "escape.py"
+    script.write_text(
+        "import sqlsandbox\n"
+        "from sqlalchemy import MetaData\n"
+        "with sqlsandbox.Run(metadata=[MetaData()]) as run:\n"
+        "    with run.sandbox() as sandbox:\n"
+        "        conn = sandbox.connection()\n"
+        "        try:\n"
+        "            conn.exec_driver_sql('COMMIT')\n"
+        "        except sqlsandbox.SandboxEscapeError:\n"
+        "            pass\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "SandboxError: The sandbox caught a problem in this test" in done.stderr
+    assert "COMMIT issued as SQL" in done.stderr
+
+
+def test_a_sandbox_never_activated_refuses_to_be_used(sandbox: Sandbox) -> None:
+    idle = Sandbox(sandbox.db, RootKeeper(), "by hand")
+    for use in (idle.session, idle.async_session, idle.connection, lambda: idle.bind(sandbox.db.sync_engine)):
+        with pytest.raises(SandboxError, match="used before it was activated"):
+            use()
+    # the test's own sandbox is untouched by the attempt
+    assert sandbox.connection().execute(text("SELECT 1")).scalar() == 1
