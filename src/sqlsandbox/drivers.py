@@ -32,25 +32,22 @@ class Driver:
         return importlib.util.find_spec(self.module) is not None
 
 
-SYNC: dict[str, tuple[Driver, ...]] = {
-    "sqlite": (Driver("pysqlite", "sqlite3", "(part of Python)"),),
-    "postgresql": (
-        Driver("psycopg", "psycopg", "psycopg[binary]"),
-        Driver("psycopg2", "psycopg2", "psycopg2-binary"),
-    ),
-    "mysql": (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient")),
-}
-ASYNC: dict[str, tuple[Driver, ...]] = {
-    "sqlite": (Driver("aiosqlite", "aiosqlite", "aiosqlite"),),
-    "postgresql": (
-        Driver("asyncpg", "asyncpg", "asyncpg"),
-        Driver("psycopg_async", "psycopg", "psycopg[binary]"),
-    ),
-    "mysql": (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql")),
-}
-# A driver named in the URL pairs best with its own library's other half.
-PARTNER = {"psycopg": "psycopg_async", "psycopg_async": "psycopg"}
-ASYNC_NAMES = {d.name for drivers in ASYNC.values() for d in drivers}
+# family -> its drivers, best first; each family's file in dialects/ registers its own
+_SYNC: dict[str, tuple[Driver, ...]] = {}
+_ASYNC: dict[str, tuple[Driver, ...]] = {}
+# A driver named in the URL pairs best with its own library's other half (psycopg and psycopg_async).
+_PARTNER: dict[str, str] = {}
+
+
+def register(
+    family: str,
+    sync: tuple[Driver, ...],
+    async_: tuple[Driver, ...],
+    partners: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """A family's drivers (its file in dialects/ declares them), best first."""
+    _SYNC[family], _ASYNC[family] = sync, async_
+    _PARTNER.update(partners)
 
 
 def family(url: URL) -> str:
@@ -59,7 +56,7 @@ def family(url: URL) -> str:
 
 
 def is_async(url: URL) -> bool:
-    return url.get_driver_name() in ASYNC_NAMES
+    return any(url.get_driver_name() == d.name for drivers in _ASYNC.values() for d in drivers)
 
 
 def _choose(url: URL, table: dict[str, tuple[Driver, ...]], kind: str) -> URL:
@@ -71,7 +68,7 @@ def _choose(url: URL, table: dict[str, tuple[Driver, ...]], kind: str) -> URL:
             fix="use a PostgreSQL, MariaDB/MySQL or SQLite URL.",
         )
     named = url.get_driver_name()
-    wanted = [d for d in candidates if d.name in (named, PARTNER.get(named))]
+    wanted = [d for d in candidates if d.name in (named, _PARTNER.get(named))]
     for driver in wanted + [d for d in candidates if d not in wanted]:
         if driver.installed():
             return url.set(drivername=f"{url.get_backend_name()}+{driver.name}")
@@ -84,11 +81,11 @@ def _choose(url: URL, table: dict[str, tuple[Driver, ...]], kind: str) -> URL:
 
 
 def sync_url(url: URL) -> URL:
-    return _choose(url, SYNC, "sync")
+    return _choose(url, _SYNC, "sync")
 
 
 def async_url(url: URL) -> URL:
-    return _choose(url, ASYNC, "async")
+    return _choose(url, _ASYNC, "async")
 
 
 def run_on_any_driver(url: URL, fn: Callable[[Connection], T], *, autocommit: bool = False) -> T:

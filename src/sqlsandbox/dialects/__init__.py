@@ -1,7 +1,7 @@
 """One file per database family, each a Provisioner subclass: provisioning and every quirk of that family.
 
-A new database (CockroachDB, SQL Server...) is one new file here, registered below, as SQLAlchemy's own
-testing/provision.py registers each dialect's provision hooks.
+A new database (CockroachDB, SQL Server...) is one new file here, listed in FAMILIES below, which registers
+its drivers too, as SQLAlchemy's own testing/provision.py registers each dialect's provision hooks.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ FAMILIES: dict[str, type[Provisioner]] = {
     cls.family: cls for cls in (PostgresProvisioner, MySQLProvisioner, SQLiteProvisioner)
 }
 _BY_DIALECT = {name: cls for cls in FAMILIES.values() for name in cls.dialect_names}
+for _family in FAMILIES.values():
+    drivers.register(_family.family, _family.sync_drivers, _family.async_drivers, _family.driver_partners)
 
 
 def provisioner_for(url: URL, cache_dir: Path | None = None) -> Provisioner:

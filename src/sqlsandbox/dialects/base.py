@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import drivers, templates
 from ..database import TestDatabase
+from ..drivers import Driver
 from ..errors import NotOurDatabaseError, ServerUnreachableError
 from ..marks import Mark
 from ..sqltext import is_transaction_control
@@ -109,6 +110,10 @@ class Provisioner:
 
     family = ""
     dialect_names: tuple[str, ...] = ()  # SQLAlchemy dialect names this family serves
+    # its drivers, best first (the sync one for sync tests, the async one for async tests)
+    sync_drivers: tuple[Driver, ...] = ()
+    async_drivers: tuple[Driver, ...] = ()
+    driver_partners: tuple[tuple[str, str], ...] = ()  # (a driver named in the URL, its library's other half)
 
     def __init__(self, server_url: URL, cache_dir: Path | None = None) -> None:
         self.server_url = server_url

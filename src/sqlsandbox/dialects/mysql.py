@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
+from ..drivers import Driver
 from ..marks import DROPPING, MARKER_TABLE, Mark
 from ..sqltext import LEADING_COMMENTS, is_transaction_control
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
@@ -27,6 +28,8 @@ _IMPLICIT_COMMIT = re.compile(
 class MySQLProvisioner(ServerProvisioner):
     family = "mysql"
     dialect_names = ("mysql", "mariadb")
+    sync_drivers = (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient"))
+    async_drivers = (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql"))
 
     def _admin_url(self) -> URL:
         return self.server_url._replace(database=None)

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
+from ..drivers import Driver
 from ..marks import MARK, Mark
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
@@ -17,6 +18,15 @@ from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run
 class PostgresProvisioner(ServerProvisioner):
     family = "postgresql"
     dialect_names = ("postgresql",)
+    sync_drivers = (
+        Driver("psycopg", "psycopg", "psycopg[binary]"),
+        Driver("psycopg2", "psycopg2", "psycopg2-binary"),
+    )
+    async_drivers = (
+        Driver("asyncpg", "asyncpg", "asyncpg"),
+        Driver("psycopg_async", "psycopg", "psycopg[binary]"),
+    )
+    driver_partners = (("psycopg", "psycopg_async"), ("psycopg_async", "psycopg"))
 
     def _admin_url(self) -> URL:
         # The maintenance database: the URL's own database need not exist, only its name is used.

@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 
 from .. import templates
+from ..drivers import Driver
 from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
 from .base import Provisioner, TemplateGone
 from .naming import base_name, run_database
@@ -35,6 +36,8 @@ def _read_mark(path: Path) -> Mark | None:
 class SQLiteProvisioner(Provisioner):
     family = "sqlite"
     dialect_names = ("sqlite",)
+    sync_drivers = (Driver("pysqlite", "sqlite3", "(part of Python)"),)
+    async_drivers = (Driver("aiosqlite", "aiosqlite", "aiosqlite"),)
 
     def _templates(self, create: bool = True) -> Path:
         folder = self.cache_dir or Path(tempfile.gettempdir(), f"{MARK}-templates-{user_tag()}")
