@@ -65,3 +65,25 @@ def test_a_sandbox_never_activated_refuses_to_be_used(sandbox: Sandbox) -> None:
             use()
     # the test's own sandbox is untouched by the attempt
     assert sandbox.connection().execute(text("SELECT 1")).scalar() == 1
+
+
+def test_rows_committed_past_the_sandbox_fail_the_run_at_its_end(tmp_path: Path) -> None:
+    """Nothing lost silently: a commit through an engine of the script's own (not through the sandbox) is
+    named when the `with Run(...)` block ends, and the test database is dropped all the same."""
+    script = tmp_path / "leak.py"
+    script.write_text(
+        _readme_example() + "from sqlalchemy import create_engine\n"
+        "from pathlib import Path\n"
+        "try:\n"
+        "    with sqlsandbox.Run(metadata=Base) as run:\n"
+        "        url = run.database().url\n"
+        "        with create_engine(url).begin() as conn:\n"
+        "            conn.execute(User.__table__.insert().values(name='leaked'))\n"
+        "except sqlsandbox.SandboxError as exc:\n"
+        "    print('ERROR', exc)\n"
+        "print('EXISTS', Path(str(url.database)).exists())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "ERROR Rows outlived their sandboxes: users (1 rows, 0 after the schema build)" in done.stdout
+    assert "EXISTS False" in done.stdout

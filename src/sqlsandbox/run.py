@@ -50,10 +50,10 @@ class Run:
         cache_dir: Path | None = None,
         **options: Any,
     ) -> None:
-        for key in ("metadata", "bind"):
-            if key in options and not isinstance(options[key], tuple):
+        for key in ("metadata", "bind"):  # one object, or any collection of them
+            if key in options:
                 value = options[key]
-                options[key] = (value,) if isinstance(value, (str, MetaData, type)) else tuple(value)
+                options[key] = tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else (value,)
         try:
             settings = dataclasses.replace(settings or Settings(), **options)
         except TypeError:
@@ -125,8 +125,21 @@ class Run:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.finish()
-        if self.finish_error is not None and exc_type is None:
+        if exc_type is not None:
+            return  # the block's own error is the one to show
+        if self.finish_error is not None:
             raise SandboxError(f"The end-of-run check failed: {self.finish_error}")
+        if self.leftovers:
+            tables = ", ".join(
+                f"{t} ({now} rows, {before} after the schema build)"
+                for t, (before, now) in self.leftovers.items()
+            )
+            raise SandboxError(
+                f"Rows outlived their sandboxes: {tables}.",
+                why="something committed past the sandbox (a connection not made through it, or a raw "
+                "driver commit).",
+                fix="open every session and connection through the sandbox or the bound factories.",
+            )
 
     def new_sandbox(self, name: str, *, committed: bool = False, keep_async_root: bool = False) -> Sandbox:
         """An active sandbox with the run's objects bound to it: close() it (or keep it as a seed layer)."""

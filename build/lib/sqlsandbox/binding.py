@@ -1,0 +1,97 @@
+"""Point the application's own session factories and engines at the sandbox for one test, then restore them.
+
+Engines are joined by replacing connect() on the instance (Engine.begin() and Session use connect(), and an
+AsyncEngine connects through its sync_engine), so the app's engine never opens its own connection: a
+module-level engine pointing at a development database is never touched during a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from .errors import ConfigError, DriverMissingError
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+_MISSING = object()
+
+
+class Bindings:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._undo: list[Callable[[], None]] = []
+        self._seen: set[int] = set()
+
+    def bind_test_engines(self) -> None:
+        db = self._sandbox.db
+        if db.has_sync_driver():
+            self._patch_connect(db.sync_engine)
+        # Without an async driver installed, async tests say so when they ask for one.
+        with contextlib.suppress(DriverMissingError):
+            self._patch_connect(db.async_engine.sync_engine)
+
+    def bind(self, obj: Any) -> None:
+        if id(obj) in self._seen:
+            return
+        self._seen.add(id(obj))
+        if isinstance(obj, (scoped_session, async_scoped_session)):
+            self._bind_scoped(obj)
+        elif isinstance(obj, async_sessionmaker):
+            self._bind_factory(obj, self._sandbox.async_engine)
+        elif isinstance(obj, sessionmaker):
+            self._bind_factory(obj, self._sandbox.sync_engine)
+        elif isinstance(obj, AsyncEngine):
+            self._patch_connect(obj.sync_engine)
+        elif isinstance(obj, Engine):
+            self._patch_connect(obj)
+        else:
+            raise ConfigError(
+                f"sqlsandbox cannot bind {obj!r} (a {type(obj).__name__}).",
+                why="sqlsandbox_bind and sandbox.bind() take the objects an application opens "
+                "database work through.",
+                fix="name a sessionmaker, async_sessionmaker, scoped_session, async_scoped_session, "
+                "Engine or AsyncEngine.",
+            )
+
+    def _bind_factory(self, factory: Any, engine: Any) -> None:
+        saved = dict(factory.kw)
+        new_kw: dict[str, Any] = {"bind": engine}
+        if saved.get("binds"):
+            new_kw["binds"] = dict.fromkeys(saved["binds"], engine)
+        factory.configure(**new_kw)
+
+        def undo() -> None:
+            factory.kw = saved
+
+        self._undo.append(undo)
+
+    def _bind_scoped(self, scoped: Any) -> None:
+        # Sessions a scoped registry made belong to one test: each test starts and ends with none.
+        scoped.registry.clear()
+        self._undo.append(scoped.registry.clear)
+        self.bind(scoped.session_factory)
+
+    def _patch_connect(self, engine: Engine) -> None:
+        previous = engine.__dict__.get("connect", _MISSING)
+        engine.connect = functools.partial(self._sandbox._connect, engine)  # type: ignore[method-assign]
+
+        def undo() -> None:
+            if previous is _MISSING:
+                engine.__dict__.pop("connect", None)
+            else:
+                engine.connect = previous  # type: ignore[method-assign]
+
+        self._undo.append(undo)
+
+    def restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+        self._seen.clear()

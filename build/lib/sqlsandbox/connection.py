@@ -1,0 +1,124 @@
+"""JoinedConnection: what engine.connect() returns during a test.
+
+It is a real SQLAlchemy Connection (so Session, AsyncConnection and Core accept it as is) that shares the
+sandbox's one DBAPI connection and whose transaction is a SAVEPOINT: begin() opens one, commit() releases it,
+rollback() and close() roll back to it. Whatever the app does, the sandbox's outer transaction is never
+committed, and everything is gone when the test's sandbox rolls back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.exc import ResourceClosedError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from .callsite import call_site
+from .loops import current_task, in_greenlet
+from .units import Unit
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+_NOT_YET = object()  # Connection.__init__ would check out a pool connection if given None
+
+
+class JoinedConnection(Connection):
+    """A Connection on the sandbox's DBAPI connection whose transactions are savepoints."""
+
+    def __init__(self, sandbox: Sandbox, engine: Engine) -> None:
+        super().__init__(engine, connection=_NOT_YET)  # type: ignore[arg-type]
+        self._dbapi_connection = None  # attached on first use, in the caller's loop
+        self._sandbox = sandbox
+        self._unit: Unit | None = None
+        self._internal = False  # sqlsandbox's own reads: not recorded in sandbox.queries
+
+    # -- attach lazily: an async driver connection must be made inside the test's own loop ----------
+    def _revalidate_connection(self) -> PoolProxiedConnection:
+        if self.closed:
+            raise ResourceClosedError("This Connection is closed")
+        fairy = self._sandbox._attach(self)
+        self._dbapi_connection = fairy
+        return fairy
+
+    # -- a transaction is a savepoint ----------------------------------------------------------------
+    def _begin_impl(self, transaction: RootTransaction) -> None:
+        name = self._sandbox._next_savepoint_name()
+        unit = Unit(self, name, call_site(3), current_task())
+        self._unit = unit
+        # The SAVEPOINT statement runs while the RootTransaction is still being made: without this
+        # flag, executing it would autobegin another transaction, and so on forever.
+        self._allow_autobegin = False
+        try:
+            self._sandbox.units.open(unit, lambda: Connection._savepoint_impl(self, name))
+        except BaseException:
+            self._unit = None
+            raise
+        finally:
+            self._allow_autobegin = True
+
+    def _savepoint_impl(self, name: str | None = None) -> str:
+        # Savepoint names must be unique across every connection sharing the DBAPI connection:
+        # MariaDB silently replaces a savepoint of the same name.
+        return super()._savepoint_impl(name or self._sandbox._next_savepoint_name())
+
+    def _commit_impl(self) -> None:
+        if self._unit is None:
+            return
+        if self._sandbox._faults_armed:
+            try:
+                self._sandbox.faults.before_commit(self)
+            except BaseException:
+                # A failed COMMIT ends the transaction on the server, its work discarded: the same here.
+                self._rollback_impl()
+                raise
+        unit, self._unit = self._unit, None
+        self._sandbox.units.release(unit, lambda: Connection._release_savepoint_impl(self, unit.savepoint))
+
+    def _rollback_impl(self) -> None:
+        unit, self._unit = self._unit, None
+        if unit is None:
+            return
+
+        def do_rollback() -> None:
+            if self._still_open_and_dbapi_connection_is_valid:
+                Connection._rollback_to_savepoint_impl(self, unit.savepoint)
+
+        self._sandbox.units.rollback(unit, do_rollback)
+
+    def close(self) -> None:
+        try:
+            if self._transaction:
+                self._transaction.close()
+        finally:
+            self._detach()
+
+    def _detach(self) -> None:
+        """Let go of the shared DBAPI connection without returning it to any pool."""
+        self._dbapi_connection = None
+        self._Connection__can_reconnect = False
+        self._transaction = self._nested_transaction = None
+
+    def invalidate(self, exception: BaseException | None = None) -> None:
+        # A disconnect kills the shared connection: the sandbox notices and opens a fresh one.
+        self._sandbox._root_invalidated(exception)
+        super().invalidate(exception)
+
+    def __repr__(self) -> str:
+        return f"<JoinedConnection {self._unit.describe() if self._unit else 'idle'}>"
+
+
+def discard(root: Connection) -> None:
+    """Drop a connection that cannot be closed normally (its loop is gone); the server rolls back."""
+    try:
+        fairy = root._dbapi_connection
+        raw = getattr(fairy, "dbapi_connection", None)
+        if raw is not None and hasattr(raw, "terminate"):
+            raw.terminate()
+        elif in_greenlet() or not root.dialect.is_async:
+            root.close()
+    except Exception:
+        pass
+    finally:
+        root._dbapi_connection = None

@@ -1,0 +1,187 @@
+"""The run's test database: created and schema built once, engines for both driver kinds, dropped at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import MetaData, func, select
+from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from . import drivers
+from .errors import ConfigError, DriverMissingError
+from .marks import MARKER_TABLE
+
+if TYPE_CHECKING:
+    from .dialects.base import Provisioner
+
+
+class TestDatabase:
+    """One provisioned database and the engines that reach it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, provisioner: Provisioner, url: URL) -> None:
+        """Engines for url, a database the provisioner made (and drops)."""
+        self.server_url = provisioner.server_url
+        self.provisioner = provisioner
+        self.url = url
+        self.family = drivers.family(url)
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._listeners: list[Callable[[Engine], None]] = []
+        self.baseline: dict[str, int] = {}
+        self._has_sync: bool | None = None
+        self._no_async: DriverMissingError | None = None
+
+    def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
+        """Run setup on every engine this database makes (event listeners of the guards)."""
+        self._listeners.append(setup)
+        for engine in (self._sync, self._async.sync_engine if self._async else None):
+            if engine is not None:
+                setup(engine)
+
+    def _prepare(self, engine: Engine) -> None:
+        self.provisioner.prepare_engine(engine)
+        for setup in self._listeners:
+            setup(engine)
+
+    @property
+    def sync_engine(self) -> Engine:
+        if self._sync is None:
+            # NullPool: the sandbox keeps its own connection open between tests.
+            self._sync = create_engine(drivers.sync_url(self.url), poolclass=NullPool)
+            self._prepare(self._sync)
+        return self._sync
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        if self._async is None:
+            if self._no_async is not None:
+                raise self._no_async
+            try:
+                url = drivers.async_url(self.url)
+            except DriverMissingError as exc:
+                self._no_async = exc
+                raise
+            self._async = create_async_engine(url, poolclass=NullPool)
+            self._prepare(self._async.sync_engine)
+        return self._async
+
+    def has_sync_driver(self) -> bool:
+        if self._has_sync is None:
+            try:
+                drivers.sync_url(self.url)
+                self._has_sync = True
+            except Exception:
+                self._has_sync = False
+        return self._has_sync
+
+    def run(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run fn on a connection of its own, in a transaction committed at the end: outside any sandbox,
+        even while a test runs (Engine.connect is called past the per-test patch)."""
+        if self.has_sync_driver():
+            with Engine.connect(self.sync_engine) as conn, conn.begin():
+                return fn(conn)
+        return drivers.run_on_any_driver(self.url, fn)
+
+    def upgrade_with_alembic(self, ini: Path) -> None:
+        """Build the schema with the project's own migrations: `alembic upgrade head` on the test database.
+
+        env.py gets the test database's URL as sqlalchemy.url (with an async driver if the project's own
+        URL names one), and the open connection as config.attributes["connection"] for env.py files
+        that use it."""
+        try:
+            from alembic import command
+            from alembic.config import Config
+        except ImportError:
+            raise DriverMissingError(
+                "sqlsandbox_alembic is set, and alembic is not installed.", fix="pip install alembic"
+            ) from None
+        cfg = Config(str(ini))
+        own_url = cfg.get_main_option("sqlalchemy.url") or ""
+        wants_async = bool(own_url) and drivers.is_async(make_url(own_url))
+        url = drivers.async_url(self.url) if wants_async else drivers.sync_url(self.url)
+        cfg.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
+        if wants_async:
+            command.upgrade(cfg, "head")
+            return
+        with Engine.connect(self.sync_engine) as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+
+    def check_models_match_migrations(self, metadatas: Iterable[MetaData]) -> None:
+        """Compare the migrated schema with the models, as alembic autogenerate would."""
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        metas = list(metadatas)
+
+        def diff(conn: Connection) -> list[str]:
+            found: list[str] = []
+            for metadata in metas:
+                # sqlsandbox's own marker table (MariaDB/MySQL) is not the project's schema
+                opts = {"include_name": lambda name, kind, _: name != MARKER_TABLE}
+                for entry in compare_metadata(MigrationContext.configure(conn, opts=opts), metadata):
+                    found.append(repr(entry))
+            return found
+
+        differences = self.run(diff)
+        if differences:
+            listing = "\n  ".join(differences[:20])
+            raise ConfigError(
+                f"The models and the migrations disagree ({len(differences)} difference(s)):\n  {listing}",
+                why="sqlsandbox_check_migrations compares the schema `alembic upgrade head` built with "
+                "sqlsandbox_metadata, as `alembic revision --autogenerate` would.",
+                fix="write the missing migration (alembic revision --autogenerate), or fix the models.",
+            )
+
+    def build_schema(self, metadatas: Iterable[MetaData]) -> None:
+        metas = list(metadatas)
+
+        def create(conn: Connection) -> None:
+            for metadata in metas:
+                metadata.create_all(conn)
+
+        self.run(create)
+
+    def record_baseline(self, metadatas: Iterable[MetaData]) -> None:
+        """The row count per table now (seed rows of migrations included), for the end-of-run check."""
+        metas = list(metadatas)
+        self.baseline = self.run(lambda conn: _counts(conn, metas))
+
+    def clean_tables(self, names: list[str]) -> None:
+        """Empty these tables and restart their identity sequences (committed-mode clean-up)."""
+        self.run(lambda conn: self.provisioner.empty_tables(conn, names))
+
+    def leftovers(self, metadatas: Iterable[MetaData]) -> dict[str, tuple[int, int]]:
+        """Tables whose row count differs from the one the schema build left: {table: (before, now)}."""
+        metas = list(metadatas)
+        now = self.run(lambda conn: _counts(conn, metas))
+        return {
+            table: (self.baseline.get(table, 0), count)
+            for table, count in now.items()
+            if count != self.baseline.get(table, 0)
+        }
+
+    def dispose(self) -> None:
+        if self._sync is not None:
+            self._sync.dispose()
+        # NullPool async engine: nothing pooled to close, and the loops that made connections are gone.
+        self._sync = self._async = None
+
+    def drop(self) -> None:
+        self.dispose()
+        self.provisioner.drop(self.url)
+
+
+def _counts(conn: Connection, metadatas: list[MetaData]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for metadata in metadatas:
+        for table in metadata.sorted_tables:
+            counts[table.fullname] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return counts

@@ -1,0 +1,392 @@
+"""What every database family shares: naming test databases, admin connections, and the base class each
+family's file fills in, for provisioning and for every quirk the rest of sqlsandbox asks about.
+
+A provisioner creates, recognises as ours, and drops test databases, and keeps the schema templates they
+are cloned from. It only ever drops, or runs DDL in, a database that carries our mark (marks.py). Its quirk
+methods (engine set-up, clean-up, transaction-ending SQL, fault injection, connect arguments) have the
+defaults of a plain SQL database; a family overrides what differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
+
+from .. import drivers, templates
+from ..database import TestDatabase
+from ..drivers import Driver
+from ..errors import NotOurDatabaseError, ServerUnreachableError
+from ..marks import Mark
+from ..sqltext import is_transaction_control
+from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
+
+T = TypeVar("T")
+
+
+class TemplateGone(Exception):
+    """The template to clone was dropped in the meantime (another run replaced it): build it again."""
+
+
+def error_code(exc: DBAPIError) -> str:
+    """The server's code for a driver error: SQLSTATE on PostgreSQL, the error number on MariaDB/MySQL
+    (their messages follow the server's language, the codes do not)."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is None and orig is not None and orig.args and isinstance(orig.args[0], int):
+        code = orig.args[0]
+    return str(code or "")
+
+
+_DRIVER_MODULES = {"psycopg", "psycopg2", "asyncpg", "pymysql", "asyncmy", "aiomysql", "MySQLdb", "sqlite3"}
+
+
+def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
+    """Run fn on an AUTOCOMMIT connection to url, through a sync driver if one is installed."""
+    try:
+        return drivers.run_on_any_driver(url, fn, autocommit=True)
+    except Exception as exc:
+        # A driver error can also arrive unwrapped (e.g. when the driver module was re-imported and
+        # SQLAlchemy no longer recognises its classes), so judge by what it says, not only its type.
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        is_driver_error = isinstance(exc, DBAPIError) or type(exc).__module__.split(".")[0] in _DRIVER_MODULES
+        if is_driver_error and _is_connect_error(exc):
+            raise ServerUnreachableError(
+                f"Could not connect to {safe_url(url)}: {str(orig).strip()}",
+                why="sqlsandbox needs the server named by sqlsandbox_url to create its test database.",
+                fix="start the server, or point sqlsandbox_url / SQLSANDBOX_URL at a running one "
+                "(unset it to use the embedded SQLite default).",
+            ) from None
+        raise
+
+
+def _is_connect_error(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or exc.statement is None:
+            return True
+        exc = exc.orig  # type: ignore[assignment]
+    words = (
+        "connect",
+        "refused",
+        "could not",
+        "can't",
+        "unreachable",
+        "no such host",
+        "timeout",
+        "access denied",
+    )
+    message = str(exc).lower()
+    return any(word in message for word in words)
+
+
+def not_ours(name: str, url: URL) -> NotOurDatabaseError:
+    return NotOurDatabaseError(
+        f"Database {name!r} already exists on {safe_url(url)} and was not created by sqlsandbox.",
+        why="sqlsandbox only drops or builds schemas in databases it created and marked as its own; "
+        "this one may hold someone's data.",
+        fix=f"drop {name!r} yourself if it is disposable, or point sqlsandbox_url at a database "
+        "whose derived test_<name> is free.",
+    )
+
+
+@dataclass
+class Provisioned:
+    """A run's test database, and how its schema came to be."""
+
+    db: TestDatabase
+    template: str  # the template's database (or file) name
+    built: bool  # this run built it
+    seconds: float  # time to build it, or to find and clone it
+    uncopyable: bool = False  # built in the test database: the schema has what templates cannot copy
+
+
+class Provisioner:
+    """One database family's server: its test databases, their templates, and its quirks."""
+
+    family = ""
+    dialect_names: tuple[str, ...] = ()  # SQLAlchemy dialect names this family serves
+    # its drivers, best first (the sync one for sync tests, the async one for async tests)
+    sync_drivers: tuple[Driver, ...] = ()
+    async_drivers: tuple[Driver, ...] = ()
+    driver_partners: tuple[tuple[str, str], ...] = ()  # (a driver named in the URL, its library's other half)
+
+    def __init__(self, server_url: URL, cache_dir: Path | None = None) -> None:
+        self.server_url = server_url
+        self.cache_dir = cache_dir  # where a file-based family keeps its templates (pytest's cache folder)
+        self.removed_stale: list[str] = []  # databases of killed runs removed while provisioning
+
+    def _base(self) -> str:
+        return base_name(self.server_url)
+
+    # ---- the run's test database ------------------------------------------------------------------
+    def test_database(
+        self,
+        name: str,
+        source: templates.SchemaSource,
+        build: Callable[[TestDatabase], None],
+        *,
+        run_id: str,
+        rebuild: bool = False,
+    ) -> Provisioned:
+        """The run's test database, cloned from the template for source (built first if there is none).
+
+        build(db) builds the schema in an empty database. With rebuild, a template built by an earlier
+        run is not used (workers of this run share the one the first of them builds)."""
+        started = time.perf_counter()
+        key = source.key(self.server_url)
+        with templates.build_lock(self.server_url, key):
+            for _ in range(3):
+                found = self.find_template(key, run_id)
+                built = False
+                if found is None or (rebuild and found[1].run != run_id):
+                    template = self._build_template(key, run_id, build)
+                    built = True
+                elif found[1].is_uncopyable:
+                    template = None  # an earlier run found it cannot be copied: not built twice
+                else:
+                    template = found[0]
+                if template is None:
+                    break  # built below, outside the lock: every worker builds its own, all at once
+                try:
+                    db = TestDatabase(self, self.create(name, template))
+                except TemplateGone:
+                    continue  # another run replaced it between our look and our copy: look again
+                return Provisioned(db, Path(str(template.database)).name, built, time.perf_counter() - started)
+            else:
+                raise ServerUnreachableError(
+                    f"The schema template on {safe_url(self.server_url)} was dropped three times while this "
+                    "run was copying it.",
+                    why="another run sharing the server and database name replaced it each time "
+                    "(see templates.KEEP).",
+                    fix="run again, or give the concurrent suites different database names in sqlsandbox_url.",
+                )
+        # the schema has what a template cannot copy (MariaDB/MySQL views, triggers, routines)
+        db = TestDatabase(self, self.create(name))
+        _build_or_drop(db, build)
+        return Provisioned(db, "", True, time.perf_counter() - started, uncopyable=True)
+
+    def _build_template(self, key: str, run_id: str, build: Callable[[TestDatabase], None]) -> URL | None:
+        template = self.create_template(key, run_id)
+        db = TestDatabase(self, template)
+        _build_or_drop(db, build)
+        db.dispose()  # nothing may stay connected to a template that is about to be cloned
+        if not self.can_copy(template):
+            self.mark_uncopyable(template, key, run_id)
+            return None
+        return self.seal_template(template, key, run_id)
+
+    # ---- what each family provides ----------------------------------------------------------------
+    def create(self, name: str, template: URL | None = None) -> URL:
+        """A new, marked database; a copy of template (schema and rows) if given."""
+        raise NotImplementedError
+
+    def drop(self, test_url: URL) -> None:
+        """Drop a test database or a template, if it carries our mark."""
+        raise NotImplementedError
+
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, Mark] | None:
+        """A ready (or uncopyable) template for key and its mark, if there is one (see templates.pick)."""
+        raise NotImplementedError
+
+    def create_template(self, key: str, run_id: str) -> URL:
+        """An empty database to build the template for key in (marked as building)."""
+        raise NotImplementedError
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        """Mark a built template ready (returns where it now is), and drop this project's surplus ones."""
+        raise NotImplementedError
+
+    def can_copy(self, template: URL) -> bool:
+        """Whether clones made by create(template=...) hold everything the template holds."""
+        return True
+
+    def mark_uncopyable(self, template: URL, key: str, run_id: str) -> None:
+        """Empty a template that can_copy refused, keeping its mark as the word for later runs."""
+        raise NotImplementedError(f"{type(self).__name__} can copy every template")
+
+    def project_databases(self) -> list[tuple[str, Mark]]:
+        """(name, mark) of each database of ours that this project's runs made (test databases named
+        after the URL's database, templates built for them), whoever made it and whenever."""
+        raise NotImplementedError
+
+    def drop_if_unused(self, name: str, mark: Mark) -> str:
+        """Drop one of project_databases() if it still carries the mark it was judged by and nobody uses
+        it: '' once it is gone, else why it was kept."""
+        raise NotImplementedError
+
+    # ---- quirks (class-level: asked of a dialect name, without a server) ---------------------------
+    @classmethod
+    def prepare_engine(cls, engine: Engine) -> None:
+        """Event listeners every engine to the test database needs (SQLite's transaction recipe)."""
+
+    @classmethod
+    def ends_transaction(cls, statement: str) -> bool:
+        """Whether the statement would end the sandbox's outer transaction."""
+        return is_transaction_control(statement)
+
+    @classmethod
+    def empty_tables(cls, conn: Connection, names: list[str]) -> None:
+        """Empty these tables and restart their identity sequences (committed mode's clean-up)."""
+        quote = conn.dialect.identifier_preparer.quote
+        for name in names:
+            conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+
+    @classmethod
+    def database_of(cls, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
+        """The database a driver's connect() arguments name (for the blocker)."""
+        for key in ("dbname", "database", "db"):
+            if cparams.get(key):
+                return str(cparams[key])
+        return ""
+
+    @classmethod
+    def describe_target(cls, dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
+        """A connect()'s target as a URL, password hidden."""
+        user = cparams.get("user") or cparams.get("username") or ""
+        host = cparams.get("host") or "localhost"
+        port = f":{cparams['port']}" if cparams.get("port") else ""
+        password = ":***" if cparams.get("password") or cparams.get("passwd") else ""
+        database = cls.database_of(cargs, cparams)
+        return f"{dialect.name}+{dialect.driver}://{user}{password}@{host}{port}/{database}"
+
+    # fault injection (faults.py): how this server times a statement out and kills a session for real
+    @classmethod
+    def timeout_statement(cls, cursor: Any) -> str | None:
+        """A statement that fails on a statement timeout (cursor may set one up first); None: simulated."""
+        return None
+
+    @classmethod
+    def session_id_query(cls) -> str | None:
+        """The query for the server's id of this session; None: no session to kill (simulated)."""
+        return None
+
+    @classmethod
+    def kill_statement(cls, session_id: int) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def driver_error(
+        cls, dialect: Dialect, class_name: str, message: str, sqlstate: str, errno: int
+    ) -> BaseException:
+        """An instance of the driver's own exception class."""
+        base: Callable[..., BaseException] = getattr(dialect.loaded_dbapi, class_name)
+        return base(message)
+
+
+def _build_or_drop(db: TestDatabase, build: Callable[[TestDatabase], None]) -> None:
+    try:
+        build(db)
+    except BaseException:
+        db.drop()
+        raise
+
+
+class ServerProvisioner(Provisioner):
+    """What PostgreSQL and MariaDB/MySQL share: marked databases listed by name, a database replaced only
+    if it is ours, leftovers of dead runs dropped, templates found among them."""
+
+    def _admin_url(self) -> URL:
+        raise NotImplementedError
+
+    # ---- the family's SQL ---------------------------------------------------------------------------
+    def _mark_of(self, conn: Connection, name: str) -> str | bool | None:
+        """False when database name does not exist; None when it exists and is not ours; else the text of
+        our mark (which may not parse: a build cut short, an older sqlsandbox)."""
+        raise NotImplementedError
+
+    def _marked(self, conn: Connection, like: str) -> list[tuple[str, Mark]]:
+        """(name, mark) of our databases whose names match like."""
+        raise NotImplementedError
+
+    def _create_marked(self, conn: Connection, name: str, mark: Mark, template: str | None = None) -> None:
+        """CREATE DATABASE name (a copy of template, if given) and mark it."""
+        raise NotImplementedError
+
+    def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
+        """DROP DATABASE IF EXISTS (a concurrent run may be removing it right now)."""
+        raise NotImplementedError
+
+    # ---- the shared sequences -----------------------------------------------------------------------
+    def _ours(self, conn: Connection, name: str) -> bool | None:
+        """True if name is ours, None if absent; refuses (NotOurDatabaseError) a database not ours."""
+        text = self._mark_of(conn, name)
+        if text is False:
+            return None
+        if text is None or text is True:
+            raise not_ours(name, self.server_url)
+        return True
+
+    def _replace(self, conn: Connection, name: str, mark: Mark, template: str | None = None) -> None:
+        """Check our mark, refuse if foreign, drop, create, mark: what every new database goes through."""
+        if self._ours(conn, name):
+            self._drop_database(conn, name)
+        self._create_marked(conn, name, mark, template)
+
+    def _drop_stale(self, conn: Connection, like: str, keep: str) -> None:
+        for other, mark in self._marked(conn, like):
+            if other != keep and mark.is_stale:
+                self._drop_database(conn, other)
+                self.removed_stale.append(other)
+
+    def create(self, name: str, template: URL | None = None) -> URL:
+        def work(conn: Connection) -> None:
+            self._drop_stale(conn, like_prefix("test"), keep=name)  # any of ours whose run is dead
+            self._replace(conn, name, Mark.now(), str(template.database) if template is not None else None)
+
+        run_admin(self._admin_url(), work)
+        return self.server_url.set(database=name)
+
+    def drop(self, test_url: URL) -> None:
+        name = str(test_url.database)
+
+        def work(conn: Connection) -> None:
+            if isinstance(self._mark_of(conn, name), str):
+                self._drop_database(conn, name)
+
+        run_admin(self._admin_url(), work)
+
+    def create_template(self, key: str, run_id: str) -> URL:
+        name = template_name(key, run_id)
+        mark = Mark.now(key=key, base=self._base(), state="building", run=run_id)
+        run_admin(self._admin_url(), lambda conn: self._replace(conn, name, mark))
+        return self.server_url.set(database=name)
+
+    def project_databases(self) -> list[tuple[str, Mark]]:
+        base = base_name(self.server_url)
+        tests = run_database(base)
+
+        def work(conn: Connection) -> list[tuple[str, Mark]]:
+            found = [(n, m) for n, m in self._marked(conn, like_prefix(base)) if tests.fullmatch(n)]
+            found += [
+                (n, m) for n, m in self._marked(conn, like_prefix(TEMPLATE_PREFIX[:-1])) if m.base == base
+            ]
+            return found
+
+        return run_admin(self._admin_url(), work)
+
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, Mark] | None:
+        def work(conn: Connection) -> tuple[URL, Mark] | None:
+            self._drop_stale(conn, like_prefix(TEMPLATE_PREFIX[:-1]), keep="")  # half-built by dead runs
+            picked = templates.pick(self._marked(conn, like_prefix(TEMPLATE_PREFIX + key[:16])), run_id)
+            return (self.server_url.set(database=picked[0]), picked[1]) if picked else None
+
+        return run_admin(self._admin_url(), work)
+
+    def _surplus(self, conn: Connection, keep: str, key: str) -> list[str]:
+        marked = self._marked(conn, like_prefix(TEMPLATE_PREFIX[:-1]))
+        return templates.surplus(marked, self._base(), keep, key)
+
+
+def marked_pairs(rows: Sequence[tuple[str, str | None]]) -> list[tuple[str, Mark]]:
+    """(name, mark text) rows as (name, Mark), leaving out those without a mark of ours."""
+    found = []
+    for name, text in rows:
+        mark = Mark.parse(text)
+        if mark is not None:
+            found.append((str(name), mark))
+    return found

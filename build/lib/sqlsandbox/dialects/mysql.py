@@ -1,0 +1,253 @@
+"""MariaDB and MySQL: the mark is a marker table; a template is copied table by table (no CREATE DATABASE
+... TEMPLATE), so one with views, triggers or routines cannot be; DDL commits implicitly."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+
+from ..drivers import Driver
+from ..marks import DROPPING, MARKER_TABLE, Mark
+from ..sqltext import LEADING_COMMENTS, is_transaction_control
+from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
+
+# MariaDB/MySQL commit the open transaction implicitly before these.
+_IMPLICIT_COMMIT = re.compile(
+    LEADING_COMMENTS
+    + r"(CREATE|ALTER|DROP|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK|SET\s+(?:SESSION\s+)?autocommit)\b",
+    re.I | re.S,
+)
+
+
+class MySQLProvisioner(ServerProvisioner):
+    family = "mysql"
+    dialect_names = ("mysql", "mariadb")
+    sync_drivers = (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient"))
+    async_drivers = (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql"))
+
+    def _admin_url(self) -> URL:
+        return self.server_url._replace(database=None)
+
+    def _mark_of(self, conn: Connection, name: str) -> str | bool | None:
+        exists = conn.execute(
+            text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :n"), {"n": name}
+        ).first()
+        if exists is None:
+            return False
+        marked = conn.execute(
+            text("SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = :n AND TABLE_NAME = :t"),
+            {"n": name, "t": MARKER_TABLE},
+        ).first()
+        if marked is None:
+            return None
+        try:
+            return str(conn.exec_driver_sql(f"SELECT note FROM `{name}`.`{MARKER_TABLE}`").scalar() or "")
+        except DBAPIError:
+            return False  # dropped by a concurrent run between the reads
+
+    def _marked(self, conn: Connection, like: str) -> list[tuple[str, Mark]]:
+        names = conn.execute(
+            text("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p"),
+            {"p": like},
+        ).scalars()
+        rows = [(str(name), self._mark_of(conn, name)) for name in sorted(names)]
+        return marked_pairs([(name, note) for name, note in rows if isinstance(note, str)])
+
+    def _create_marked(self, conn: Connection, name: str, mark: Mark, template: str | None = None) -> None:
+        if template is not None and not isinstance(self._mark_of(conn, template), str):
+            raise TemplateGone(template)
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        conn.exec_driver_sql(f"CREATE TABLE `{name}`.`{MARKER_TABLE}` (note VARCHAR(255))")
+        conn.execute(text(f"INSERT INTO `{name}`.`{MARKER_TABLE}` (note) VALUES (:m)"), {"m": str(mark)})
+        if template is not None:
+            self._copy_from_template(conn, template, name)
+
+    @staticmethod
+    def _set_mark(conn: Connection, name: str, mark: Mark) -> None:
+        conn.execute(text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m"), {"m": str(mark)})
+
+    def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def drop_if_unused(self, name: str, mark: Mark) -> str:
+        def work(conn: Connection) -> str:
+            now = self._mark_of(conn, name)
+            if now is False:
+                return ""
+            if now is None:
+                return "it no longer carries our mark"
+            if Mark.parse(str(now)) != mark:
+                return "its mark changed since it was judged"
+            if not self._sees_all_connections(conn):
+                return "this user cannot see other users' connections (it lacks the PROCESS privilege)"
+            users = conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                    "WHERE DB = :n AND ID <> CONNECTION_ID()"
+                ),
+                {"n": name},
+            ).scalar()
+            if users:
+                return f"{users} connection(s) to it are open"
+            # a connection that uses it from another database holds its tables' locks: wait 5 s, not a year
+            conn.exec_driver_sql("SET SESSION lock_wait_timeout = 5")
+            try:
+                self._drop_database(conn, name)
+            except DBAPIError as exc:
+                if error_code(exc) == "1205":  # lock wait timeout
+                    return "a connection holds locks in it"
+                raise
+            return ""
+
+        return run_admin(self._admin_url(), work)
+
+    @staticmethod
+    def _sees_all_connections(conn: Connection) -> bool:
+        """PROCESSLIST shows other users' connections only to a user with the PROCESS privilege."""
+        grants = " ".join(str(row[0]) for row in conn.exec_driver_sql("SHOW GRANTS"))
+        return "ALL PRIVILEGES ON *.*" in grants or bool(re.search(r"\bPROCESS\b", grants))
+
+    def _copy_from_template(self, conn: Connection, template: str, name: str) -> None:
+        """No lock keeps another run (on another machine) from dropping a surplus template while this one
+        copies it, so the drop goes in two steps (see _drop_surplus): its mark stops saying ready, then the
+        database goes. A copy after which the template still says ready was made before the drop began,
+        so it is whole; any other copy is dropped, and the caller looks for a template again."""
+        try:
+            self._copy_tables(conn, template, name)
+            whole = self._is_ready(conn, template)
+        except Exception:  # a driver error, wrapped or not (see run_admin)
+            if self._is_ready(conn, template):
+                self._drop_database(conn, name)  # a failed copy is no database
+                raise
+            whole = False
+        if not whole:
+            self._drop_database(conn, name)
+            raise TemplateGone(template)
+
+    def _is_ready(self, conn: Connection, template: str) -> bool:
+        note = self._mark_of(conn, template)
+        mark = Mark.parse(note) if isinstance(note, str) else None
+        return mark is not None and mark.is_ready
+
+    @staticmethod
+    def _tables(conn: Connection, schema: str, kind: str = "BASE TABLE") -> list[str]:
+        rows = conn.execute(
+            text(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+                "AND TABLE_TYPE = :k AND TABLE_NAME != :m ORDER BY TABLE_NAME"
+            ),
+            {"s": schema, "k": kind, "m": MARKER_TABLE},
+        ).scalars()
+        return [str(name) for name in rows]
+
+    def _copy_tables(self, conn: Connection, source: str, target: str) -> None:
+        """Recreate each table from its own DDL (SHOW CREATE TABLE keeps foreign keys, which CREATE TABLE
+        ... LIKE drops) and copy its rows."""
+        conn.exec_driver_sql(f"USE `{target}`")
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+        try:
+            for table in self._tables(conn, source):
+                ddl = conn.exec_driver_sql(f"SHOW CREATE TABLE `{source}`.`{table}`").one()[1]
+                conn.exec_driver_sql(ddl)
+                # generated columns compute themselves: copy only the stored ones
+                columns = ", ".join(
+                    f"`{name}`"
+                    for name in conn.execute(
+                        text(
+                            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s "
+                            "AND TABLE_NAME = :t AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION"
+                        ),
+                        {"s": source, "t": table},
+                    ).scalars()
+                )
+                conn.exec_driver_sql(
+                    f"INSERT INTO `{target}`.`{table}` ({columns}) SELECT {columns} FROM `{source}`.`{table}`"
+                )
+        finally:
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+
+    def can_copy(self, template: URL) -> bool:
+        """Tables and rows are copied; views, triggers and routines are not, so such schemas are built
+        for every run instead."""
+        name = str(template.database)
+
+        def work(conn: Connection) -> bool:
+            others = conn.execute(
+                text(
+                    "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = :s "
+                    "AND TABLE_TYPE != 'BASE TABLE') + (SELECT COUNT(*) FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = :s) + (SELECT COUNT(*) FROM information_schema.ROUTINES "
+                    "WHERE ROUTINE_SCHEMA = :s)"
+                ),
+                {"s": name},
+            ).scalar()
+            return not others
+
+        return run_admin(self._admin_url(), work)
+
+    def mark_uncopyable(self, template: URL, key: str, run_id: str) -> None:
+        name = str(template.database)
+        mark = Mark.now(key=key, base=self._base(), state="uncopyable", run=run_id)
+
+        def work(conn: Connection) -> None:
+            self._drop_database(conn, name)  # views, triggers, routines and all
+            self._create_marked(conn, name, mark)
+            self._drop_surplus(conn, name, key)
+
+        run_admin(self._admin_url(), work)
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        name = str(template.database)
+        mark = Mark.now(key=key, base=self._base(), state="ready", run=run_id)
+
+        def work(conn: Connection) -> None:
+            self._set_mark(conn, name, mark)
+            self._drop_surplus(conn, name, key)
+
+        run_admin(self._admin_url(), work)
+        return template
+
+    def _drop_surplus(self, conn: Connection, keep: str, key: str) -> None:
+        for other in self._surplus(conn, keep, key):
+            # first unready, so a run copying it now learns its copy may be partial (_copy_from_template)
+            with contextlib.suppress(DBAPIError):
+                self._set_mark(conn, other, Mark.now(key=key, base=self._base(), state=DROPPING))
+            self._drop_database(conn, other)
+
+    # ---- quirks ---------------------------------------------------------------------------------------
+    @classmethod
+    def ends_transaction(cls, statement: str) -> bool:
+        return is_transaction_control(statement) or _IMPLICIT_COMMIT.match(statement) is not None
+
+    @classmethod
+    def empty_tables(cls, conn: Connection, names: list[str]) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+        for name in names:
+            conn.exec_driver_sql(f"TRUNCATE TABLE {quote(name)}")
+        conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+
+    @classmethod
+    def timeout_statement(cls, cursor: Any) -> str | None:
+        return "SET STATEMENT max_statement_time=0.001 FOR SELECT SLEEP(5)"
+
+    @classmethod
+    def session_id_query(cls) -> str | None:
+        return "SELECT CONNECTION_ID()"
+
+    @classmethod
+    def kill_statement(cls, session_id: int) -> str:
+        return f"KILL {int(session_id)}"
+
+    @classmethod
+    def driver_error(
+        cls, dialect: Dialect, class_name: str, message: str, sqlstate: str, errno: int
+    ) -> BaseException:
+        base: Callable[..., BaseException] = getattr(dialect.loaded_dbapi, class_name)
+        return base(errno, message)

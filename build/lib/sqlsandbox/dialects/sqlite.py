@@ -1,0 +1,182 @@
+"""SQLite: a file in a private temp dir, shared by the sync and async drivers, never the app's own file.
+Its mark is a marker file beside it; templates are files in the project's cache folder, cloned by copying."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
+
+from .. import templates
+from ..drivers import Driver
+from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
+from .base import Provisioner, TemplateGone
+from .naming import base_name, run_database
+
+
+def _host_hash(where: str) -> str:
+    """Names template builds by host, where a host name may not be part of a file name."""
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+def _read_mark(path: Path) -> Mark | None:
+    try:
+        return Mark.parse(path.read_text())
+    except OSError:
+        return None
+
+
+class SQLiteProvisioner(Provisioner):
+    family = "sqlite"
+    dialect_names = ("sqlite",)
+    sync_drivers = (Driver("pysqlite", "sqlite3", "(part of Python)"),)
+    async_drivers = (Driver("aiosqlite", "aiosqlite", "aiosqlite"),)
+
+    def _templates(self, create: bool = True) -> Path:
+        folder = self.cache_dir or Path(tempfile.gettempdir(), f"{MARK}-templates-{user_tag()}")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def create(self, name: str, template: URL | None = None) -> URL:
+        for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
+            mark = _read_mark(marker)
+            if mark is not None and mark.is_stale:
+                shutil.rmtree(marker.parent, ignore_errors=True)
+                self.removed_stale.append(str(marker.parent))
+        folder = tempfile.mkdtemp(prefix=f"{MARK}-")
+        Path(folder, MARKER_TABLE).write_text(str(Mark.now()))
+        path = Path(folder, f"{name}.db")
+        if template is not None:
+            try:
+                shutil.copyfile(str(template.database), path)
+            except FileNotFoundError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise TemplateGone(str(template.database)) from None
+        return self.server_url.set(database=str(path))
+
+    def drop(self, test_url: URL) -> None:
+        folder = Path(str(test_url.database)).parent
+        if Path(folder, MARKER_TABLE).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder == self._templates():  # a template that failed to build
+            Path(str(test_url.database)).unlink(missing_ok=True)
+
+    def project_databases(self) -> list[tuple[str, Mark]]:
+        """The private temp dirs of this project's test databases, and template files whose build was
+        cut short (named <key>.building-<host hash>-<pid>.db, or <key>.building-<pid>.db by earlier
+        versions), each with a mark made up from its name, so they are judged as server databases are.
+        Files cannot say who has them open, so their time is that of their last write, not their making."""
+        tests = run_database(base_name(self.server_url))
+        found = []
+        for marker in Path(tempfile.gettempdir()).glob(f"{MARK}-*/{MARKER_TABLE}"):
+            with contextlib.suppress(OSError):
+                files = [f for f in marker.parent.iterdir() if tests.fullmatch(f.name.partition(".")[0])]
+                mark = _read_mark(marker)
+                if files and mark is not None:
+                    written = max(f.stat().st_mtime for f in files)
+                    found.append((str(marker.parent), mark.with_time(max(mark.at, written))))
+        here = _host_hash(host())
+        folder = self._templates(create=False)
+        for left in folder.glob("*.building-*.db") if folder.is_dir() else ():
+            parts = left.stem.rpartition(".building-")[2].split("-")
+            if not parts[-1].isdigit():
+                continue
+            where = (host() if parts[0] == here else f"host-{parts[0]}") if len(parts) == 2 else "unknown"
+            with contextlib.suppress(OSError):
+                found.append((str(left), Mark(int(parts[-1]), where, float(int(left.stat().st_mtime)))))
+        return found
+
+    def drop_if_unused(self, name: str, mark: Mark) -> str:
+        path = Path(name)
+        if not path.exists():
+            return ""
+        if path.is_dir():
+            marker = Path(path, MARKER_TABLE)
+            if not marker.exists():
+                return "it no longer carries our mark"
+            now = _read_mark(marker)
+            if now is None or (now.pid, now.host) != (mark.pid, mark.host):  # its time is the last write
+                return "its mark changed since it was judged"
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return "it could not be removed entirely" if path.exists() else ""
+
+    def find_template(self, key: str, run_id: str = "") -> tuple[URL, Mark] | None:
+        path = self._templates() / f"{key[:16]}.db"
+        mark = _read_mark(self._templates() / f"{key[:16]}.mark")
+        if mark is None or not path.exists() or not mark.is_ready:
+            return None
+        return self.server_url.set(database=str(path)), mark
+
+    def create_template(self, key: str, run_id: str) -> URL:
+        # builds of killed runs on this host: a project folder mounted into containers is seen by others
+        here = _host_hash(host())
+        for left in self._templates().glob(f"*.building-{here}-*.db"):
+            pid = left.stem.rpartition("-")[2]
+            if pid.isdigit() and Mark(int(pid), host(), 0).is_stale:
+                left.unlink(missing_ok=True)
+        path = self._templates() / f"{key[:16]}.building-{here}-{os.getpid()}.db"
+        path.unlink(missing_ok=True)
+        return self.server_url.set(database=str(path))
+
+    def seal_template(self, template: URL, key: str, run_id: str) -> URL:
+        folder = self._templates()
+        # The file first, then its mark: a reader that sees a ready mark finds the finished file.
+        os.replace(str(template.database), folder / f"{key[:16]}.db")
+        mark = Mark.now(key=key, base=self._base(), state="ready", run=run_id)
+        (folder / f"{key[:16]}.mark").write_text(str(mark))
+        marked = []
+        for other in folder.glob("*.mark"):
+            found = _read_mark(other)
+            if found is not None:
+                marked.append((other.stem, found))
+        for stem in templates.surplus(marked, self._base(), key[:16], key):
+            (folder / f"{stem}.mark").unlink(missing_ok=True)
+            (folder / f"{stem}.db").unlink(missing_ok=True)
+        return self.server_url.set(database=str(folder / f"{key[:16]}.db"))
+
+    # ---- quirks ---------------------------------------------------------------------------------------
+    @classmethod
+    def prepare_engine(cls, engine: Engine) -> None:
+        """SQLAlchemy's documented recipe: let SQLAlchemy, not pysqlite, emit BEGIN, so SAVEPOINTs nest
+        inside a real transaction and a released savepoint does not survive the outer rollback."""
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # The sandbox's own connection is the only one in use: it takes the write lock up front.
+            # Other connections (committed mode) begin as the app's would, deferred.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
+
+    @classmethod
+    def empty_tables(cls, conn: Connection, names: list[str]) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        for name in names:
+            conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+        if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
+            for name in names:
+                conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+
+    @classmethod
+    def database_of(cls, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
+        return str(cargs[0] if cargs else cparams.get("database", ""))
+
+    @classmethod
+    def describe_target(cls, dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
+        return f"sqlite:///{cls.database_of(cargs, cparams)}"

@@ -1,0 +1,133 @@
+"""The engine events through which every statement of a test passes, installed once per run on the test
+database's engines.
+
+A statement on a sandbox connection (a JoinedConnection) flows:
+  before_cursor_execute -> refused if it would end the outer transaction (COMMIT issued as SQL...);
+                           refused from a thread or loop the connection does not belong to;
+                           waits its turn in the unit-of-work stack (units.py);
+                           then armed faults may fail it or rewrite it (faults.py)
+  the driver runs it
+  after_cursor_execute  -> the turn is released; the statement is recorded (sandbox.queries)
+  handle_error          -> the turn is released; its unit is marked as needing a rollback
+A COMMIT or ROLLBACK of the sandbox's own outer transaction (`commit` / `rollback` events) is reported.
+In committed mode statements are only counted and the tables they write remembered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from . import sandbox as sandbox_mod
+from .callsite import call_site
+from .connection import JoinedConnection
+from .errors import SandboxEscapeError
+from .loops import loop_mismatch
+from .sqltext import is_write, verb
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+
+def install(engine: Engine) -> None:
+    event.listen(engine, "before_cursor_execute", _before_cursor_execute, retval=True)
+    event.listen(engine, "after_cursor_execute", _after_cursor_execute)
+    event.listen(engine, "handle_error", _handle_error)
+    event.listen(engine, "commit", _on_commit)
+    event.listen(engine, "rollback", _on_rollback)
+
+
+def _before_cursor_execute(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> tuple[str, Any]:
+    box = sandbox_mod.active()
+    if box is None:
+        return statement, parameters
+    if box.committed_mode is not None:
+        box.statements += 1
+        box.committed_mode.saw(statement, context)
+        if context is not None:
+            context._sqlsandbox_started = time.perf_counter()
+        return statement, parameters
+    if not isinstance(conn, JoinedConnection):
+        return statement, parameters  # the root's own BEGIN, or a connection of sqlsandbox's outside
+    _guard(box, conn, statement, context)
+    if box._faults_armed:
+        return box.faults.before_statement(conn, cursor, statement, parameters, context)
+    return statement, parameters
+
+
+def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -> None:
+    if box.db.provisioner.ends_transaction(statement):
+        message = f"{verb(statement)} issued as SQL at {call_site(3)} would end the sandbox's transaction."
+        box._problem(message)
+        raise SandboxEscapeError(
+            message,
+            why="the test's work lives in one outer transaction that is rolled back at the end; "
+            "a raw COMMIT would write it to the test database for good.",
+            fix="use session.commit() / connection.commit(): inside the sandbox they release a "
+            "savepoint, exactly as a commit looks to the code under test.",
+        )
+    if box._loop is not None or box._thread != threading.get_ident():
+        mismatch = loop_mismatch(box._loop, box._thread, lambda: call_site(5))
+        if mismatch is not None:
+            raise mismatch
+    box.statements += 1
+    locked = box.units.before_statement(conn._unit, lambda: call_site(4), is_write(statement, context))
+    if context is not None:
+        context._sqlsandbox_locked = locked
+        context._sqlsandbox_started = time.perf_counter()
+
+
+def _after_cursor_execute(
+    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> None:
+    box = sandbox_mod.active()
+    if box is None or context is None:
+        return
+    if getattr(context, "_sqlsandbox_locked", False):
+        context._sqlsandbox_locked = False
+        box.units.after_statement()
+    started = getattr(context, "_sqlsandbox_started", None)
+    if started is not None and not getattr(conn, "_internal", False):
+        box.queries.record(statement, parameters, started, many)
+
+
+def _handle_error(context: Any) -> None:
+    box = sandbox_mod.active()
+    if box is None:
+        return
+    conn, execution = context.connection, context.execution_context
+    unit = conn._unit if isinstance(conn, JoinedConnection) else None
+    if unit is not None:
+        unit.wrote = True  # a failed statement may leave the transaction aborted: only a rollback heals it
+    if execution is not None and getattr(execution, "_sqlsandbox_locked", False):
+        execution._sqlsandbox_locked = False
+        box.units.after_statement()
+
+
+def _on_commit(conn: Connection) -> None:
+    _outer_ended(conn, "committed")
+
+
+def _on_rollback(conn: Connection) -> None:
+    _outer_ended(conn, "rolled back")
+
+
+def _outer_ended(conn: Connection, how: str) -> None:
+    box = sandbox_mod.active()
+    if box is None or conn is not box._root or box._closing:
+        return
+    message = f"The sandbox's outer transaction was {how} at {call_site(3)}."
+    box._problem(message)
+    if how == "committed":
+        raise SandboxEscapeError(
+            message,
+            why="committing it would write the test's data to the test database for good.",
+            fix="commit through sessions or connections from the sandbox fixtures or bound "
+            "factories: their commit releases a savepoint.",
+        )

@@ -1,0 +1,278 @@
+"""A run: what the tests of one process share (settings, the test database, imported models, bound objects),
+and the sandboxes it hands out. It knows nothing of pytest, so a script or another test runner can use it:
+
+    with sqlsandbox.Run(url="postgresql://localhost/app", metadata=[Base]) as run:
+        with run.sandbox() as sandbox:
+            ...  # rolled back when the block ends
+
+Provisioning flows one way: the run asks the server's provisioner (dialects/) for a test database; finding,
+building and cloning the schema template is a step inside that; a TestDatabase comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import MetaData
+
+from . import dialects, embedded, events, templates
+from .blocker import Blocker
+from .config import Settings, import_string
+from .database import TestDatabase
+from .embedded import EmbeddedPostgres
+from .errors import ConfigError, SandboxError, ServerUnreachableError
+from .keeper import RootKeeper
+from .mappers import check_mappers
+from .sandbox import Sandbox
+
+
+class Run:
+    """One process's test database and what its sandboxes share.
+
+    Settings come whole (settings=...) or as keywords (url=..., metadata=[Base], bind=[SessionLocal],
+    any field of Settings), or both, the keywords winning."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        worker: str = "",
+        rootdir: Path | None = None,
+        run_id: str = "",
+        cache_dir: Path | None = None,
+        **options: Any,
+    ) -> None:
+        for key in ("metadata", "bind"):  # one object, or any collection of them
+            if key in options:
+                value = options[key]
+                options[key] = tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+        try:
+            settings = dataclasses.replace(settings or Settings(), **options)
+        except TypeError:
+            known = ", ".join(field.name for field in dataclasses.fields(Settings))
+            raise ConfigError(
+                f"Run() got an unknown setting among {', '.join(sorted(options))}.", fix=f"use one of: {known}."
+            ) from None
+        self.settings = settings
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.rootdir = rootdir
+        self.worker = worker
+        self.server_url = dialects.parse_url(settings.url)
+        self.keeper = RootKeeper()
+        self._db: TestDatabase | None = None
+        self._failure: SandboxError | None = None
+        self.metadatas: list[MetaData] = []
+        self.bound: list[Any] = []
+        self.leftovers: dict[str, tuple[int, int]] = {}
+        self.blocker = Blocker()
+        self.finish_error: str | None = None
+        self.removed_stale: list[str] = []
+        self.cache_dir = cache_dir  # where SQLite templates are kept (pytest's cache folder)
+        self.schema_note = ""  # how the schema came to be, for the report
+        self.embedded: EmbeddedPostgres | None = None
+
+    @property
+    def database_name(self) -> str:
+        return Path(str(self._db.url.database)).name if self._db is not None else ""
+
+    @property
+    def started(self) -> bool:
+        return self._db is not None
+
+    def database(self) -> TestDatabase:
+        """Provision on first use; a failure is kept and re-raised, so it is explained once per test
+        without retrying a dead server for every test."""
+        if self._failure is not None:
+            raise self._failure
+        if self._db is None:
+            test, self.blocker.current_test = self.blocker.current_test, None  # our own admin work
+            try:
+                self._db = self._start()
+            except SandboxError as exc:
+                self._failure = exc
+                raise
+            except (OSError, subprocess.SubprocessError) as exc:  # temp folders, server tools
+                self._failure = ServerUnreachableError(
+                    f"sqlsandbox could not prepare the test database: {type(exc).__name__}: {exc}",
+                    fix="check that the temp folder (TMPDIR) is writable by this user and that the tools "
+                    "named above can run.",
+                )
+                raise self._failure from exc
+            finally:
+                self.blocker.current_test = test
+        return self._db
+
+    @property
+    def where(self) -> str:
+        """The server, as the report names it."""
+        if self.embedded is not None:
+            return self.embedded.describe()
+        return dialects.safe_url(self.server_url) if self.settings.url else "embedded SQLite"
+
+    def __enter__(self) -> Run:
+        self.database()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish()
+        if exc_type is not None:
+            return  # the block's own error is the one to show
+        if self.finish_error is not None:
+            raise SandboxError(f"The end-of-run check failed: {self.finish_error}")
+        if self.leftovers:
+            tables = ", ".join(
+                f"{t} ({now} rows, {before} after the schema build)"
+                for t, (before, now) in self.leftovers.items()
+            )
+            raise SandboxError(
+                f"Rows outlived their sandboxes: {tables}.",
+                why="something committed past the sandbox (a connection not made through it, or a raw "
+                "driver commit).",
+                fix="open every session and connection through the sandbox or the bound factories.",
+            )
+
+    def new_sandbox(self, name: str, *, committed: bool = False, keep_async_root: bool = False) -> Sandbox:
+        """An active sandbox with the run's objects bound to it: close() it (or keep it as a seed layer)."""
+        box = Sandbox(
+            self.database(),
+            self.keeper,
+            name,
+            lock_timeout=self.settings.lock_timeout,
+            keep_async_root=keep_async_root,
+            metadatas=self.metadatas,
+            committed=committed,
+        )
+        box.activate()
+        try:
+            for obj in self.bound:
+                box.bind(obj)
+        except BaseException:
+            box.close()
+            raise
+        return box
+
+    @contextlib.contextmanager
+    def sandbox(
+        self, name: str = "sandbox", *, committed: bool = False, keep_async_root: bool = False
+    ) -> Iterator[Sandbox]:
+        """`with run.sandbox() as sandbox:` everything the block writes through it (and through the bound
+        factories and engines) is rolled back at the end; a misuse it caught is raised there."""
+        box = self.new_sandbox(name, committed=committed, keep_async_root=keep_async_root)
+        try:
+            yield box
+        finally:
+            box.close()
+
+    def _start(self) -> TestDatabase:
+        if not embedded.is_embedded(self.server_url):
+            return self._provision()
+        requested, self.embedded = self.server_url, EmbeddedPostgres.start(self.server_url)
+        self.server_url = self.embedded.url
+        try:
+            db = self._provision()
+        except BaseException:
+            self.embedded.stop()
+            self.server_url, self.embedded = requested, None  # a retry starts from what was asked for
+            raise
+        self.removed_stale += self.embedded.removed_stale
+        return db
+
+    def _provision(self) -> TestDatabase:
+        self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
+        check_mappers(self.rootdir)
+        self.bound = [_imported(spec, "sqlsandbox_bind") for spec in self.settings.bind]
+        suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
+        name = dialects.naming.test_database_name(self.server_url, suffix)
+        provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
+        self.removed_stale = provisioner.removed_stale
+        ini = _alembic_ini(self.settings.alembic, self.rootdir) if self.settings.alembic else None
+        source = templates.SchemaSource(self.metadatas, ini, self.settings.check_migrations)
+        done = provisioner.test_database(
+            name,
+            source,
+            lambda db: self._build_schema(db, source),
+            run_id=self.run_id,
+            rebuild=self.settings.rebuild,
+        )
+        db = done.db
+        self.blocker.allow_database(str(db.url.database))
+        self.schema_note = (
+            f"schema built in {done.seconds:.2f} s, for every run: it has views, triggers or routines, "
+            "which a MariaDB/MySQL template cannot copy"
+            if done.uncopyable
+            else f"schema built in {done.seconds:.2f} s and kept as template {done.template} for the next runs"
+            if done.built
+            else f"schema cloned from template {done.template} in {done.seconds:.2f} s "
+            "(models and migrations unchanged; --sqlsandbox-rebuild builds it afresh)"
+        )
+        try:
+            db.record_baseline(self.metadatas)
+            db.add_engine_setup(events.install)
+        except BaseException:
+            db.drop()
+            raise
+        return db
+
+    def _build_schema(self, db: TestDatabase, source: templates.SchemaSource) -> None:
+        if source.alembic_ini is not None:
+            db.upgrade_with_alembic(source.alembic_ini)
+            if source.check_migrations:
+                db.check_models_match_migrations(self.metadatas)
+        db.build_schema(self.metadatas)
+
+    def finish(self) -> None:
+        if self._db is None:
+            return
+        try:
+            self.keeper.close()
+            if self.metadatas:
+                self.leftovers = self._db.leftovers(self.metadatas)
+        except Exception as exc:  # the end-of-run check must not hide the run's own report
+            self.finish_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                if not os.environ.get("SQLSANDBOX_KEEP_DB"):
+                    self._db.drop()
+                else:
+                    self._db.dispose()
+            finally:
+                if self.embedded is not None:
+                    self.embedded.stop()
+
+
+def _alembic_ini(path: str, rootdir: Path | None) -> Path:
+    ini = Path(path)
+    if not ini.is_absolute() and rootdir is not None:
+        ini = rootdir / ini
+    if not ini.is_file():
+        raise ConfigError(
+            f"sqlsandbox_alembic names {str(ini)!r}, which is not a file.",
+            fix="point it at your alembic.ini (relative paths start at pytest's rootdir).",
+        )
+    return ini
+
+
+def _imported(spec: Any, setting: str) -> Any:
+    """A 'package.module:attr' spec imported; an object given as itself, as is."""
+    return import_string(spec, setting) if isinstance(spec, str) else spec
+
+
+def _as_metadata(spec: Any) -> MetaData:
+    obj = _imported(spec, "sqlsandbox_metadata")
+    metadata = obj if isinstance(obj, MetaData) else getattr(obj, "metadata", None)
+    if not isinstance(metadata, MetaData):
+        raise ConfigError(
+            f"sqlsandbox_metadata entry {spec!r} is a {type(obj).__name__}, not a MetaData.",
+            fix="name a MetaData object or a declarative base class (whose .metadata is used).",
+        )
+    return metadata

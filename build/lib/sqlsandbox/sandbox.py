@@ -1,0 +1,330 @@
+"""The per-test sandbox: one connection, an outer transaction that is always rolled back, joined units of work.
+
+The connection is opened lazily, by the first thing that uses the database, in that caller's thread or event
+loop: so the same fixtures serve sync tests, pytest-asyncio (any loop scope) and anyio, and an async driver
+connection is always made on the loop that will use it. Statements are guarded by the engine events
+(events.py); what is kept between tests by the RootKeeper (keeper.py); seed layers are in layers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection, Engine, Transaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
+
+from .binding import Bindings
+from .callsite import call_site
+from .committed import CommittedMode
+from .connection import JoinedConnection, discard
+from .errors import SandboxClosedError, SandboxError, SandboxLoopError
+from .faults import Faults
+from .keeper import RootKeeper
+from .loops import in_greenlet, loop_mismatch, run_on_idle_loop, running_loop
+from .queries import ChangeTracker, Queries
+from .units import UnitStack, forget_held_units
+
+if TYPE_CHECKING:
+    from .database import TestDatabase
+
+Flavor = Literal["sync", "async"]
+_active: Sandbox | None = None
+# Savepoint names are unique across sandboxes: a seed layer's open savepoints sit below a test's, and
+# MariaDB silently replaces a savepoint of the same name.
+_savepoint_names = itertools.count(1)
+
+
+def active() -> Sandbox | None:
+    """The sandbox of the test that is running now, if it asked for one."""
+    return _active
+
+
+class Sandbox:
+    """One test's view of the test database. Everything opened through it is rolled back at the end."""
+
+    def __init__(
+        self,
+        db: TestDatabase,
+        keeper: RootKeeper,
+        nodeid: str,
+        *,
+        lock_timeout: float = 10.0,
+        keep_async_root: bool = False,
+        metadatas: Iterable[MetaData] = (),
+        committed: bool = False,
+    ) -> None:
+        self.db = db
+        self.nodeid = nodeid
+        self._keeper = keeper
+        self._keep_async_root = keep_async_root
+        self.units = UnitStack(lock_timeout, self._problem)
+        self.problems: list[str] = []
+        self.statements = 0
+        self._root: Connection | None = None
+        self._outer: Transaction | None = None  # the root's transaction, or a savepoint above seed layers
+        self._flavor: Flavor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.get_ident()
+        self._joined: weakref.WeakSet[JoinedConnection] = weakref.WeakSet()
+        self._closing = False
+        self.closed = False
+        self._root_dead = False
+        self.bindings = Bindings(self)
+        self.faults = Faults(self)
+        self._faults_armed = False
+        self.queries = Queries()
+        self._metadatas = list(metadatas)
+        self.committed_mode = CommittedMode(db, self._metadatas) if committed else None
+        self._activated = False
+
+    # ---- public API -------------------------------------------------------------------------------
+    @property
+    def committed(self) -> bool:
+        """Whether work commits for real (committed mode)."""
+        return self.committed_mode is not None
+
+    @property
+    def touched(self) -> set[str]:
+        """Committed mode: the tables written so far, emptied after the test."""
+        return self.committed_mode.touched if self.committed_mode is not None else set()
+
+    @property
+    def sync_engine(self) -> Engine:
+        """The engine sync sessions bind to: every connect() on it joins this sandbox."""
+        self._check_activated()
+        return self.db.sync_engine if self.db.has_sync_driver() else self.db.async_engine.sync_engine
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """The engine async sessions bind to: every connect() on it joins this sandbox."""
+        self._check_activated()
+        return self.db.async_engine
+
+    def bind(self, obj: Any) -> Any:
+        """Make a sessionmaker, async_sessionmaker, scoped session, Engine or AsyncEngine join this sandbox
+        until the test ends; returns obj."""
+        self._check_activated()
+        self.bindings.bind(obj)
+        return obj
+
+    def session(self, **kw: Any) -> Session:
+        return Session(bind=self.sync_engine, **kw)
+
+    def async_session(self, **kw: Any) -> AsyncSession:
+        return AsyncSession(bind=self.async_engine, **kw)
+
+    def connection(self) -> Connection:
+        if self.committed_mode is not None:
+            return self.committed_mode.connection(self.sync_engine)
+        return self._new_joined(self.sync_engine)
+
+    def async_connection(self) -> AsyncConnection:
+        if self.committed_mode is not None:
+            return AsyncConnection(self.async_engine)
+        return AsyncConnection(
+            self.async_engine, sync_connection=self._new_joined(self.async_engine.sync_engine)
+        )
+
+    def changes(self) -> ChangeTracker:
+        """`with sandbox.changes() as changes:` (or `async with`): the rows the block inserted, updated
+        and deleted, per table of the configured metadata."""
+        return ChangeTracker(self, self._metadatas)
+
+    def _internal_connection(self, flavor: Flavor) -> JoinedConnection:
+        engine = self.async_engine.sync_engine if flavor == "async" else self.sync_engine
+        conn = self._new_joined(engine)
+        conn._internal = True
+        return conn
+
+    @property
+    def flavor(self) -> Flavor | None:
+        """'sync' or 'async' once the test has used the database, else None."""
+        return self._flavor
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Become the sandbox of the code running now: the test engines' connect() joins it. Run.sandbox()
+        does this (and binds the run's objects); a Sandbox never activated refuses to be used."""
+        global _active
+        if self.closed:
+            raise SandboxClosedError(f"The sandbox of {self.nodeid} is closed; it cannot be activated again.")
+        _active = self
+        self._activated = True
+        forget_held_units()
+        self.bindings.bind_test_engines()
+
+    def close(self) -> None:
+        """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
+        self._closing = True
+        try:
+            if self.committed_mode is not None:
+                self.committed_mode.close()
+            elif self._root is not None:
+                self._finish_root_anywhere()
+        finally:
+            self._let_go()
+        if self.problems:
+            raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
+
+    def _let_go(self) -> None:
+        """Detach every joined connection, restore bound factories, stop being the active sandbox: closed."""
+        global _active
+        for conn in list(self._joined):
+            conn._detach()
+        self.bindings.restore()
+        if _active is self:
+            _active = None
+        forget_held_units()
+        self.closed = True
+
+    def _finish_root_anywhere(self) -> None:
+        run_on_idle_loop(self._loop, self._finish_root, self._drop_root)
+
+    def _drop_root(self) -> None:
+        root, self._root = self._root, None
+        if root is not None:
+            discard(root)
+
+    def _finish_root(self) -> None:
+        root, self._root = self._root, None
+        assert root is not None and self._flavor is not None
+        self.units.clear()
+        try:
+            if root.invalidated or self._root_dead:
+                root.close()
+                self._keeper.layers.lose()
+                return
+            if self._outer is not None and self._outer.is_active:
+                self._outer.rollback()
+            keep = self._flavor == "sync" or self._keep_async_root or bool(self._keeper.layers)
+            if keep:
+                self._keeper.give(self._flavor, self._loop, root)
+            else:
+                root.close()
+        except Exception:
+            discard(root)
+            raise
+
+    # ---- internals used by JoinedConnection and the engine events -----------------------------------
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    def _next_savepoint_name(self) -> str:
+        return f"sqlsandbox_sp_{next(_savepoint_names)}"
+
+    def _check_activated(self) -> None:
+        if not self._activated:
+            raise SandboxError(
+                f"The sandbox of {self.nodeid} was used before it was activated (at {call_site()}).",
+                why="until activate() the test database's engines do not join it: its sessions and "
+                "connections would commit for real.",
+                fix="get a sandbox from the fixtures (pytest) or `with run.sandbox() as sandbox:` "
+                "(sqlsandbox.Run), which activate it.",
+            )
+
+    def _new_joined(self, engine: Engine) -> JoinedConnection:
+        if self.closed:
+            raise SandboxClosedError(
+                f"The sandbox of {self.nodeid} was used after the test ended (at {call_site()}).",
+                why="a sandbox is rolled back and closed when its test ends.",
+                fix="do not keep sessions or connections from a test in module globals or in "
+                "fixtures of a wider scope.",
+            )
+        conn = JoinedConnection(self, engine)
+        self._joined.add(conn)
+        return conn
+
+    def _connect(self, engine: Engine | None = None) -> Connection:
+        """engine.connect() of every bound engine during the test."""
+        if engine is not None and engine.dialect.is_async and not in_greenlet():
+            raise SandboxLoopError(
+                f"An async engine or AsyncSession needed the database from sync code at {call_site()}.",
+                why="most often an attribute expired by commit() (or never loaded) was read after "
+                "`await session.commit()`: SQLAlchemy then loads it with sync IO, which an asyncio "
+                "driver cannot do (plain SQLAlchemy says MissingGreenlet).",
+                fix="create the session with expire_on_commit=False, `await session.refresh(obj)` "
+                "before reading, or load relationships eagerly (selectinload); run sync code that "
+                "needs the database with `await session.run_sync(fn)`.",
+            )
+        if self.committed_mode is not None:  # a real connection of its own, committing for real
+            self._flavor = self._flavor or ("async" if in_greenlet() else "sync")
+            return self.committed_mode.connection(
+                self.db.async_engine.sync_engine if in_greenlet() else self.sync_engine
+            )
+        if in_greenlet():
+            return self._new_joined(self.db.async_engine.sync_engine)
+        return self._new_joined(self.sync_engine)
+
+    def _attach(self, conn: JoinedConnection) -> PoolProxiedConnection:
+        flavor: Flavor = "async" if conn.engine.dialect.is_async else "sync"
+        if self.closed:
+            raise SandboxClosedError(
+                f"A connection was used after its test ended (at {call_site()}).",
+                fix="keep sessions and connections inside the test that made them.",
+            )
+        if self._root is not None and (self._root_dead or self._root.invalidated):
+            self._replace_dead_root()
+        if self._root is None:
+            self._open_root(flavor, conn.engine)
+        elif flavor != self._flavor:
+            raise self._mixing_error(flavor)
+        else:
+            mismatch = loop_mismatch(self._loop, self._thread, call_site)
+            if mismatch is not None:
+                raise mismatch
+        assert self._root is not None
+        return self._root.connection
+
+    def _open_root(self, flavor: Flavor, engine: Engine) -> None:
+        loop = running_loop() if flavor == "async" else None
+        if flavor == "async" and not in_greenlet():
+            raise SandboxLoopError(
+                f"Sync code used the async sandbox connection directly at {call_site()}.",
+                why="an asyncio driver can only be used from SQLAlchemy's async API (AsyncSession, "
+                "AsyncConnection) or from code they run with run_sync().",
+                fix="await session.run_sync(fn) / await connection.run_sync(fn) to run sync code, "
+                "or use a sync test with db_session.",
+            )
+        root = self._keeper.take(flavor, loop, self.nodeid)
+        if root is None:
+            root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
+        self._root, self._flavor, self._loop = root, flavor, loop
+        root._sqlsandbox_root = True  # type: ignore[attr-defined]
+        # The outer transaction: never committed, rolled back at the end. Above seed layers (whose
+        # transaction the kept connection holds open) it is a savepoint, so only this test's work goes.
+        self._outer = root.begin_nested() if root.in_transaction() else root.begin()
+
+    def _replace_dead_root(self) -> None:
+        """After a disconnect (a fault, or the server went away) start over on a fresh connection: the
+        work of this test so far went with the old one, as it would on a real server."""
+        root, self._root = self._root, None
+        assert root is not None
+        self.units.clear()
+        self._keeper.layers.lose()
+        for conn in list(self._joined):
+            if conn._dbapi_connection is not None:
+                conn._detach()
+        discard(root)
+        self._root_dead = False
+
+    def _mixing_error(self, flavor: Flavor) -> SandboxError:
+        have = "an async" if self._flavor == "async" else "a sync"
+        return SandboxLoopError(
+            f"This test's sandbox runs on {have} connection, and {flavor} code tried to use it at "
+            f"{call_site()}.",
+            why="one test shares one connection; an async driver's connection cannot serve sync "
+            "code outside run_sync, and a sync one cannot serve async code.",
+            fix="in async tests use async_db_session / async_db_connection and run sync code with "
+            "await session.run_sync(fn); in sync tests use db_session / db_connection.",
+        )
+
+    def _root_invalidated(self, exception: BaseException | None) -> None:
+        self._root_dead = True

@@ -1,0 +1,62 @@
+"""What a statement's text says: whether it ends a transaction, whether it writes, which tables it names.
+
+Compiled ORM and Core statements are judged by what SQLAlchemy knows of them; text and driver SQL by their
+words, after any leading comments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.sql.elements import TextClause
+
+LEADING_COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
+_TXN_CONTROL = re.compile(
+    LEADING_COMMENTS + r"(COMMIT|ROLLBACK(?!\s+TO)|ABORT|END|BEGIN|START\s+TRANSACTION)\b", re.I | re.S
+)
+# the savepoint statements of the sandbox's units of work
+_UNIT_SQL = re.compile(r"\s*(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO)\b", re.I)
+# a table name, bare or quoted the way PostgreSQL, MariaDB/MySQL or SQLite quote it
+_NAME = r"[`\"\[]?(\w+)[`\"\]]?"
+_WRITTEN_TABLE = re.compile(r"^\s*(?:INSERT\s+(?:IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM)\s+" + _NAME, re.I)
+_NAMED_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+" + _NAME, re.I)
+_READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "EXPLAIN", "SET ")
+
+
+def is_transaction_control(statement: str) -> bool:
+    """COMMIT, ROLLBACK (not to a savepoint), BEGIN and their synonyms."""
+    return _TXN_CONTROL.match(statement) is not None
+
+
+def verb(statement: str) -> str:
+    """The statement's first word, after any leading comments."""
+    rest = re.sub(r"^" + LEADING_COMMENTS, "", statement, flags=re.S)
+    return rest.split(None, 1)[0].upper() if rest.strip() else "SQL"
+
+
+def is_unit_sql(statement: str) -> bool:
+    """SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK TO: the sandbox's own statements."""
+    return _UNIT_SQL.match(statement) is not None
+
+
+def is_write(statement: str, context: Any) -> bool:
+    compiled = getattr(context, "compiled", None)
+    if compiled is not None and not isinstance(getattr(compiled, "statement", None), TextClause):
+        return bool(context.isinsert or context.isupdate or context.isdelete or context.isddl)
+    return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
+
+
+def tables_written(statement: str, context: Any) -> set[str]:
+    compiled = getattr(context, "compiled", None)
+    table = getattr(getattr(compiled, "statement", None), "table", None)
+    name = getattr(table, "name", None)
+    if isinstance(name, str):
+        return {name}
+    found = _WRITTEN_TABLE.match(statement)
+    return {found.group(1)} if found else set()
+
+
+def tables_named(statement: str) -> set[str]:
+    """Every table the statement reads or writes (after FROM, INTO, UPDATE, JOIN), lower-cased."""
+    return {name.lower() for name in _NAMED_TABLE.findall(statement)}
