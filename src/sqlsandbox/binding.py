@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from .errors import ConfigError, DriverMissingError
@@ -47,7 +47,10 @@ class Bindings:
         elif isinstance(obj, async_sessionmaker):
             self._bind_factory(obj, self._sandbox.async_engine)
         elif isinstance(obj, sessionmaker):
-            self._bind_factory(obj, self._sandbox.sync_engine)
+            # sessionmaker(bind=async_engine, class_=AsyncSession), still valid in SQLAlchemy 2.x, makes
+            # AsyncSessions, which need an AsyncEngine
+            is_async = isinstance(obj.class_, type) and issubclass(obj.class_, AsyncSession)
+            self._bind_factory(obj, self._sandbox.async_engine if is_async else self._sandbox.sync_engine)
         elif isinstance(obj, AsyncEngine):
             self._patch_connect(obj.sync_engine)
         elif isinstance(obj, Engine):

@@ -29,6 +29,7 @@ class JoinedConnection(Connection):
 
     def __init__(self, sandbox: Sandbox, engine: Engine) -> None:
         super().__init__(engine, connection=_NOT_YET)  # type: ignore[arg-type]
+        self.home = engine  # the test engine it was made on (self.engine may be the app's: Sandbox._connect)
         self._dbapi_connection = None  # attached on first use, in the caller's loop
         self._sandbox = sandbox
         self._unit: Unit | None = None

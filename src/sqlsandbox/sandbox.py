@@ -254,17 +254,25 @@ class Sandbox:
                 "before reading, or load relationships eagerly (selectinload); run sync code that "
                 "needs the database with `await session.run_sync(fn)`.",
             )
+        home = self.db.async_engine.sync_engine if in_greenlet() else self.sync_engine
+        conn: Connection
         if self.committed_mode is not None:  # a real connection of its own, committing for real
             self._flavor = self._flavor or ("async" if in_greenlet() else "sync")
-            return self.committed_mode.connection(
-                self.db.async_engine.sync_engine if in_greenlet() else self.sync_engine
-            )
-        if in_greenlet():
-            return self._new_joined(self.db.async_engine.sync_engine)
-        return self._new_joined(self.sync_engine)
+            conn = self.committed_mode.connection(home)
+        else:
+            conn = self._new_joined(home)
+        if engine is not None and engine is not home:
+            # A Session files the connections of its transaction under conn.engine and looks them up by
+            # its bind: for the app's own engine to find its connection again (one transaction, not one
+            # per statement), the connection must report that engine. It still speaks the test
+            # database's dialect and runs the test engine's events (its dispatch was joined with `home`'s
+            # when it was made; SQLAlchemy checks conn.engine's flag for them, so ours is set).
+            conn.engine = engine
+            conn._has_events = conn._has_events or home._has_events
+        return conn
 
     def _attach(self, conn: JoinedConnection) -> PoolProxiedConnection:
-        flavor: Flavor = "async" if conn.engine.dialect.is_async else "sync"
+        flavor: Flavor = "async" if conn.dialect.is_async else "sync"
         if self.closed:
             raise SandboxClosedError(
                 f"A connection was used after its test ended (at {call_site()}).",
@@ -273,7 +281,7 @@ class Sandbox:
         if self._root is not None and (self._root_dead or self._root.invalidated):
             self._replace_dead_root()
         if self._root is None:
-            self._open_root(flavor, conn.engine)
+            self._open_root(flavor, conn.home)
         elif flavor != self._flavor:
             raise self._mixing_error(flavor)
         else:
