@@ -158,3 +158,22 @@ async def test_expired_attribute_after_commit_is_explained(async_db_session: Asy
     assert "expire_on_commit=False" in str(raised.value)
     await async_db_session.refresh(owner)
     assert owner.name == "ann"
+
+
+async def test_a_read_only_unit_does_not_block_a_task_that_writes(async_db_session: AsyncSession) -> None:
+    """The task is started before the test's transaction, so it does not inherit it: it must wait for it,
+    unless a transaction that only read lets it through, as it does."""
+    go = asyncio.Event()
+
+    async def writer() -> None:
+        await go.wait()
+        await app.acreate_owner("ann")
+
+    task = asyncio.create_task(writer())
+    assert await count(async_db_session) == 0  # the test's session has begun, and only read
+    go.set()
+    await asyncio.wait_for(task, timeout=30)
+    assert await count(async_db_session) == 1  # the same transaction, still open, sees the commit
+    async_db_session.add(Owner(name="bob"))
+    await async_db_session.commit()
+    assert sorted(await app.aowner_names()) == ["ann", "bob"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from types import CodeType, FrameType, TracebackType
 from typing import Any
 
@@ -20,30 +21,65 @@ _OUR_DIRS = tuple(
 _SKIP_PARTS = (os.sep + "asyncio" + os.sep, os.sep + "greenlet" + os.sep, "contextlib.py")
 
 
-_USER_CODE: dict[CodeType, bool] = {}
+# installed libraries and the standard library: user code too, but the app's or the test's own is the better
+# answer (sqlmodel's Session.exec() is not where the app made the call)
+_LIBRARY_DIRS = tuple(
+    {path for key in ("stdlib", "platstdlib", "purelib", "platlib") if (path := sysconfig.get_paths().get(key))}
+)
+_SQLALCHEMY_OR_US, _LIBRARY, _APP = 0, 1, 2
+_KIND: dict[CodeType, int] = {}
 
 
-def _is_user_code(code: CodeType) -> bool:
-    known = _USER_CODE.get(code)
+def _kind(code: CodeType) -> int:
+    known = _KIND.get(code)
     if known is None:
         filename = code.co_filename
-        known = _USER_CODE[code] = (
-            not filename.startswith(_OUR_DIRS)
-            and not filename.startswith("<")  # code SQLAlchemy generates at run time
-            and not any(p in filename for p in _SKIP_PARTS)
-        )
+        if (
+            filename.startswith(_OUR_DIRS)
+            or filename.startswith("<")  # code SQLAlchemy generates at run time
+            or any(p in filename for p in _SKIP_PARTS)
+        ):
+            known = _SQLALCHEMY_OR_US
+        elif filename.startswith(_LIBRARY_DIRS) or "site-packages" in filename:
+            known = _LIBRARY
+        else:
+            known = _APP
+        _KIND[code] = known
     return known
 
 
+def _is_user_code(code: CodeType) -> bool:
+    return _kind(code) != _SQLALCHEMY_OR_US
+
+
+def describe_frame(frame: FrameType) -> str:
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
+
+
 def _user_frame(frame: FrameType | None, parent: FrameType | None) -> str:
-    """Describe the first frame outside SQLAlchemy and sqlsandbox, continuing into `parent`."""
+    """Describe the first frame of the app or the test, continuing into `parent`; else the first outside
+    SQLAlchemy and sqlsandbox (a library's)."""
+    library: FrameType | None = None
     while frame is not None:
-        if _is_user_code(frame.f_code):
-            return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
+        kind = _kind(frame.f_code)
+        if kind == _APP:
+            return describe_frame(frame)
+        if kind == _LIBRARY and library is None:
+            library = frame
         frame = frame.f_back
         if frame is None and parent is not None:
             frame, parent = parent, None
-    return "<unknown call site>"
+    return describe_frame(library) if library is not None else "<unknown call site>"
+
+
+def app_frames(frame: FrameType | None, limit: int = 8) -> list[FrameType]:
+    """The app's and the test's frames of a stack, from `frame` outward, innermost first (at most limit)."""
+    found: list[FrameType] = []
+    while frame is not None and len(found) < limit:
+        if _kind(frame.f_code) == _APP:
+            found.append(frame)
+        frame = frame.f_back
+    return found
 
 
 def _parent_frame() -> FrameType | None:

@@ -14,8 +14,9 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.pool import PoolProxiedConnection
 
+from .actors import current_actor
 from .callsite import call_site
-from .loops import current_task, in_greenlet
+from .loops import in_greenlet
 from .units import Unit
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class JoinedConnection(Connection):
     # -- a transaction is a savepoint ----------------------------------------------------------------
     def _begin_impl(self, transaction: RootTransaction) -> None:
         name = self._sandbox._next_savepoint_name()
-        unit = Unit(self, name, call_site(3), current_task())
+        unit = Unit(self, name, call_site(3), current_actor())
         self._unit = unit
         # The SAVEPOINT statement runs while the RootTransaction is still being made: without this
         # flag, executing it would autobegin another transaction, and so on forever.

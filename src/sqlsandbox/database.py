@@ -53,7 +53,9 @@ class TestDatabase:
     def sync_engine(self) -> Engine:
         if self._sync is None:
             # NullPool: the sandbox keeps its own connection open between tests.
-            self._sync = create_engine(drivers.sync_url(self.url), poolclass=NullPool)
+            self._sync = create_engine(
+                drivers.sync_url(self.url), poolclass=NullPool, **self.provisioner.sync_engine_options()
+            )
             self._prepare(self._sync)
         return self._sync
 

@@ -15,7 +15,6 @@ In committed mode statements are only counted and the tables they write remember
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +71,8 @@ def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -
             fix="use session.commit() / connection.commit(): inside the sandbox they release a "
             "savepoint, exactly as a commit looks to the code under test.",
         )
-    if box._loop is not None or box._thread != threading.get_ident():
-        mismatch = loop_mismatch(box._loop, box._thread, lambda: call_site(5))
+    if box._loop is not None:  # a sync connection serves every thread; an async one, its loop
+        mismatch = loop_mismatch(box._loop, lambda: call_site(5))
         if mismatch is not None:
             raise mismatch
     box.statements += 1

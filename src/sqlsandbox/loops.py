@@ -83,23 +83,9 @@ def describe_loop(loop: asyncio.AbstractEventLoop | None) -> str:
     return f"{type(loop).__name__} at {id(loop):#x} ({state})"
 
 
-def loop_mismatch(
-    owner_loop: asyncio.AbstractEventLoop | None, owner_thread: int, site_fn: Callable[[], str]
-) -> SandboxLoopError | None:
-    """None if the current thread and loop may use a connection made on owner_loop/owner_thread."""
+def loop_mismatch(owner_loop: asyncio.AbstractEventLoop, site_fn: Callable[[], str]) -> SandboxLoopError | None:
+    """None if the current loop may use an async connection made on owner_loop."""
     here = running_loop()
-    if owner_loop is None:
-        if threading.get_ident() == owner_thread:
-            return None
-        site = site_fn()
-        return SandboxLoopError(
-            f"The sandbox's sync connection was used from thread {threading.current_thread().name!r} "
-            f"at {site}, but it belongs to the test's thread.",
-            why="a sandbox is one connection inside one transaction; a DBAPI connection is not "
-            "thread-safe and another thread would see a different transaction in production.",
-            fix="run that code in the test's thread, or mark the test "
-            "@pytest.mark.sqlsandbox(committed=True) so that other threads get their own connections.",
-        )
     if here is owner_loop:
         return None
     site = site_fn()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -65,14 +64,13 @@ class Sandbox:
         self.nodeid = nodeid
         self._keeper = keeper
         self._keep_async_root = keep_async_root
-        self.units = UnitStack(lock_timeout, self._problem)
+        self.units = UnitStack(lock_timeout, self._problem, self._raw_execute, self._next_savepoint_name)
         self.problems: list[str] = []
         self.statements = 0
         self._root: Connection | None = None
         self._outer: Transaction | None = None  # the root's transaction, or a savepoint above seed layers
         self._flavor: Flavor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.get_ident()
         self._joined: weakref.WeakSet[JoinedConnection] = weakref.WeakSet()
         self._closing = False
         self.closed = False
@@ -217,6 +215,15 @@ class Sandbox:
     def _problem(self, message: str) -> None:
         self.problems.append(message)
 
+    def _raw_execute(self, sql: str) -> None:
+        """Run sql on the sandbox connection's driver connection, past SQLAlchemy and its events."""
+        assert self._root is not None
+        cursor = self._root.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
     def _next_savepoint_name(self) -> str:
         return f"sqlsandbox_sp_{next(_savepoint_names)}"
 
@@ -284,8 +291,8 @@ class Sandbox:
             self._open_root(flavor, conn.home)
         elif flavor != self._flavor:
             raise self._mixing_error(flavor)
-        else:
-            mismatch = loop_mismatch(self._loop, self._thread, call_site)
+        elif self._loop is not None:  # a sync connection serves every thread; an async one, its loop
+            mismatch = loop_mismatch(self._loop, call_site)
             if mismatch is not None:
                 raise mismatch
         assert self._root is not None

@@ -3,9 +3,13 @@
 Everything a test's code opens (sessions, engine.connect()) becomes a *unit of work*: a SAVEPOINT on the one
 sandbox connection. Savepoints form a stack, while the app's units, each on its own connection in production,
 may overlap in any order. The UnitStack keeps them correct:
-- a statement of a unit that is not on top waits while another live task holds the top unit (concurrent
-  request handlers, scheduler ticks, gather), so savepoints never interleave and the driver never sees two
-  operations at once; a wait that cannot end fails with both tasks' stacks;
+- a statement of a unit that is not on top waits while another live actor (an asyncio task, or a thread:
+  worker threads, TestClient, FastAPI's `def` routes) holds the top unit (concurrent request handlers,
+  scheduler ticks, gather), so savepoints never interleave and the driver never sees two operations at
+  once; a wait that cannot end fails with both actors' stacks;
+- a unit that has only read does not make others wait: its savepoint is released while they need the
+  connection, and taken again at its next statement (what it read stays read; under READ COMMITTED its next
+  statement would see their commits in production too);
 - a commit of a unit that is not on top is deferred (its savepoint stays until the outer rollback), which is
   exactly what the data would look like had it committed for real;
 - what cannot be emulated on one connection (rolling back a unit under another one that holds writes, or
@@ -14,16 +18,15 @@ may overlap in any order. The UnitStack keeps them correct:
 
 from __future__ import annotations
 
-import asyncio
+import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy.util import await_only
-
+from .actors import Actor, ActorLock, Waiters, can_wait, current_actor, describe_actor, is_alive, where_is
 from .errors import SandboxDeadlockError, SandboxInterleavingError
-from .loops import current_task, in_greenlet
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -36,97 +39,60 @@ class Unit:
     conn: Connection
     savepoint: str
     site: str
-    owner: asyncio.Task[Any] | None
+    owner: Actor
     wrote: bool = False
     orphaned: bool = False  # its savepoint went with an outer unit's rollback
+    suspended: bool = False  # read-only, its savepoint released while others needed the connection
     foreign_writes: list[str] = field(default_factory=list)
     absorbed: list[str] = field(default_factory=list)  # units committed while nested in this one
 
     def owner_alive_elsewhere(self) -> bool:
-        return self.owner is not None and not self.owner.done() and self.owner is not current_task()
+        return self.owner is not current_actor() and is_alive(self.owner)
 
     def describe(self) -> str:
-        who = f" by task {self.owner.get_name()!r}" if self.owner is not None else ""
-        return f"{self.savepoint} opened{who} at {self.site}"
+        return f"{self.savepoint} opened by {describe_actor(self.owner)} at {self.site}"
 
 
-# The units held by this task and by the tasks that created it (a child task copies its creator's context):
-# a task may nest its work inside those, and waits for anyone else's.
+# The units held by this actor and by those that started it (a child task copies its creator's context, and
+# so does a thread started by anyio.to_thread / run_in_threadpool): it may nest its work inside those, and
+# waits for anyone else's.
 _held: ContextVar[tuple[Unit, ...]] = ContextVar("sqlsandbox_held_units", default=())
 
 
-class TaskLock:
-    """A lock owned by an asyncio task and re-entrant within it, usable from SQLAlchemy's sync layer.
-
-    Held from a statement's check to the end of its execution, and around opening or closing a unit,
-    so that the order of savepoints on the server is the order of the unit stack.
-    """
-
-    def __init__(self) -> None:
-        self.owner: asyncio.Task[Any] | None = None
-        self.depth = 0
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def acquire(self) -> bool:
-        """Take the lock (waiting inside SQLAlchemy's greenlet); False when not in async code."""
-        if not in_greenlet():
-            return False
-        task = current_task()
-        if task is None:
-            return False
-        if self.owner is task:
-            self.depth += 1
-            return True
-        if self.owner is not None and not self.owner.done():
-            await_only(self._wait(task))
-        self.owner, self.depth = task, 1
-        return True
-
-    async def _wait(self, task: asyncio.Task[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        while self.owner is not None and not self.owner.done():
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(fut)
-            await fut
-
-    def release(self) -> None:
-        if self.owner is None or self.owner is not current_task():
-            return
-        self.depth -= 1
-        if self.depth <= 0:
-            self.owner, self.depth = None, 0
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-
-    def reset(self) -> None:
-        self.owner, self.depth = None, 0
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+def _holds(unit: Unit) -> bool:
+    """Whether the current actor may work inside `unit`: its own, or one it inherited. A task's units pass
+    to the tasks it creates and to the threads it hands work to (anyio.to_thread, run_in_threadpool), which
+    it awaits; a thread's pass to no other thread: one blocked in a call (TestClient's) waits for no one."""
+    if unit not in _held.get():
+        return False
+    return not isinstance(unit.owner, threading.Thread) or unit.owner is threading.current_thread()
 
 
 class UnitStack:
     """The savepoint stack of the sandbox connection, with waiting and diagnostics (see module doc)."""
 
-    def __init__(self, timeout: float, report: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        report: Callable[[str], None],
+        raw_execute: Callable[[str], None] | None = None,
+        next_name: Callable[[], str] | None = None,
+    ) -> None:
         self.timeout = timeout
         self.report = report  # records a problem that fails the test at teardown
         self.units: list[Unit] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self.lock = TaskLock()
+        self._waiters = Waiters()
+        self.lock = ActorLock()
+        # SQL on the sandbox connection past SQLAlchemy (no events): how read-only units let others pass
+        self._raw_execute = raw_execute
+        self._next_name = next_name
 
     @property
     def top(self) -> Unit | None:
         return self.units[-1] if self.units else None
 
     def _changed(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        self._waiters.changed()
 
     def _remove(self, unit: Unit) -> None:
         if unit in self.units:
@@ -139,47 +105,96 @@ class UnitStack:
     def may_proceed(self, unit: Unit | None) -> bool:
         """Whether work of `unit` (or a new unit, for None) may run now without interleaving."""
         top = self.top
-        return top is None or top is unit or top in _held.get() or not top.owner_alive_elsewhere()
+        return top is None or top is unit or _holds(top) or not top.owner_alive_elsewhere()
+
+    def _remaining(self, deadline: float) -> float:
+        return max(deadline - time.monotonic(), 0.0)
+
+    def _take_turn(self, unit: Unit | None, waiting_fn: Callable[[], str]) -> bool:
+        """Wait until work of `unit` (None: a new unit) may run, and take the statement lock: True if
+        taken (a task outside SQLAlchemy's async bridge cannot wait, and goes on as it is)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            seen = self._waiters.version
+            locked = self.lock.acquire(self._remaining(deadline), lambda owner: self._busy(owner, waiting_fn()))
+            if locked and self.lock.depth == 1:
+                self._suspend_idle_readers(unit)
+            # a suspended unit (another actor released its savepoint) comes back as a new one, on top
+            resuming = unit is not None and unit.suspended
+            ready = self.may_proceed(None if resuming else unit)
+            if not locked or self.lock.depth > 1 or ready or not can_wait():
+                if resuming:
+                    assert unit is not None
+                    try:
+                        self._resume(unit)
+                    except BaseException:
+                        if locked:
+                            self.lock.release()
+                        raise
+                return locked
+            top = self.top
+            assert top is not None
+            self.lock.release()
+            timed_out = not self._waiters.wait(seen, self._remaining(deadline))
+            if timed_out and top is self.top and top.owner_alive_elsewhere():
+                raise self._deadlock(top, waiting_fn())
 
     def _wait_until(self, ready: Callable[[], bool], waiting_fn: Callable[[], str]) -> None:
-        """Wait (async, inside SQLAlchemy's greenlet) while another live task holds the top unit."""
-        if ready():
-            return
-        top = self.top
-        if top is None or not top.owner_alive_elsewhere() or not in_greenlet():
-            return
-        await_only(self._wait_async(ready, waiting_fn()))
-
-    async def _wait_async(self, ready: Callable[[], bool], waiting: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while not ready():
-            top = self.top
-            if top is None or not top.owner_alive_elsewhere():
+        """Wait while another live actor holds the top unit, until ready()."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            seen = self._waiters.version
+            if ready():
                 return
-            fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(fut)
-            remaining = deadline - loop.time()
-            try:
-                await asyncio.wait_for(fut, max(remaining, 0))
-            except asyncio.TimeoutError:
-                raise self._deadlock(top, waiting) from None
+            top = self.top
+            if top is None or not top.owner_alive_elsewhere() or not can_wait():
+                return
+            if not self._waiters.wait(seen, self._remaining(deadline)) and not ready() and top is self.top:
+                raise self._deadlock(top, waiting_fn())
+
+    def _suspend_idle_readers(self, unit: Unit | None) -> None:
+        """Release the savepoints of read-only units on top that other live actors hold, so that `unit`
+        need not wait for them (called holding the statement lock: nobody is mid-statement)."""
+        while self._raw_execute is not None and can_wait():
+            top = self.top
+            if top is None or top is unit or _holds(top) or top.wrote or not top.owner_alive_elsewhere():
+                return
+            if getattr(top.conn, "_nested_transaction", None) is not None:
+                return  # its begin_nested() savepoints would go with it
+            self._raw_execute(f"RELEASE SAVEPOINT {top.savepoint}")
+            top.suspended = True
+            self.units.pop()
+            self._changed()
+
+    def _resume(self, unit: Unit) -> None:
+        """A suspended unit's next statement: take a savepoint again, on top, for the actor using it now."""
+        assert self._raw_execute is not None and self._next_name is not None
+        name = self._next_name()
+        self._raw_execute(f"SAVEPOINT {name}")
+        unit.savepoint, unit.suspended, unit.owner = name, False, current_actor()
+        self.units.append(unit)
+        _held.set((*_held.get(), unit))
+
+    def _busy(self, owner: Actor, waiting: str) -> SandboxDeadlockError:
+        return SandboxDeadlockError(
+            f"{waiting} waited {self.timeout:g}s for the sandbox connection, which {describe_actor(owner)} "
+            f"was using all that time.\n  It is now at:{where_is(owner) or ' (no stack)'}",
+            why="the sandbox is one connection, and one statement at a time runs on it.",
+            fix="raise sqlsandbox_lock_timeout if that statement is just slow.",
+        )
 
     def _deadlock(self, top: Unit, waiting: str) -> SandboxDeadlockError:
-        stack = ""
-        if top.owner is not None:
-            frames = top.owner.get_stack(limit=8)
-            stack = "".join(
-                f"\n      {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}()" for f in frames
-            )
+        kind = describe_actor(top.owner).split()[0]
         return SandboxDeadlockError(
             f"{waiting} waited {self.timeout:g}s for the unit of work {top.describe()}, "
-            f"which never finished.\n  That task is now at:{stack or ' (no stack)'}",
-            why="the sandbox is one connection: while a task's transaction is open on it, other tasks' "
-            "statements queue behind it. A test or task that keeps a session open and then awaits "
-            "work in another task (a scheduler, a request) waits for itself.",
+            f"which never finished.\n  That {kind} is now at:{where_is(top.owner) or ' (no stack)'}",
+            why="the sandbox is one connection: while a transaction that has written is open on it, the "
+            "statements of other tasks and threads queue behind it. A test (or task) that keeps such a "
+            "session open and then waits for work elsewhere (a scheduler, a request through TestClient) "
+            "waits for itself.",
             fix="commit or close the session (async with session.begin(): / await session.commit()) "
-            "before awaiting other tasks; raise sqlsandbox_lock_timeout if the work is just slow.",
+            "before awaiting other tasks or calling the app; raise sqlsandbox_lock_timeout if the work is "
+            "just slow.",
         )
 
     # --- events from the sandbox connection -------------------------------------------------
@@ -187,12 +202,7 @@ class UnitStack:
     def before_statement(self, unit: Unit | None, site_fn: Callable[[], str], write: bool) -> bool:
         """Called before each statement; in async code it returns True holding the lock, which
         after_statement() releases once the statement has run."""
-        while True:
-            self._wait_until(lambda: self.may_proceed(unit), lambda: f"A statement at {site_fn()}")
-            locked = self.lock.acquire()
-            if not locked or self.lock.depth > 1 or self.may_proceed(unit):
-                break
-            self.lock.release()  # another task pushed a unit while we waited: wait for it too
+        locked = self._take_turn(unit, lambda: f"A statement at {site_fn()}")
         top = self.top
         if top is not None and top is not unit and write:
             top.foreign_writes.append(site_fn())
@@ -206,12 +216,7 @@ class UnitStack:
     def open(self, unit: Unit, do_savepoint: Callable[[], object]) -> None:
         """Wait until no other task's unit is open on top, then push and emit the SAVEPOINT as one
         step, so the server's savepoint order is the stack's and tasks' units never interleave."""
-        while True:
-            self._wait_until(lambda: self.may_proceed(None), lambda: f"Opening {unit.describe()}")
-            locked = self.lock.acquire()
-            if not locked or self.lock.depth > 1 or self.may_proceed(None):
-                break
-            self.lock.release()
+        locked = self._take_turn(None, lambda: f"Opening {unit.describe()}")
         try:
             self.units.append(unit)
             try:
@@ -228,7 +233,10 @@ class UnitStack:
         """Commit of a unit: RELEASE if on top, else defer (the savepoint stays until the outer rollback)."""
         if unit.orphaned:
             return
-        locked = self.lock.acquire()
+        if unit.suspended:  # it only read, and its savepoint is gone already
+            self._remove(unit)
+            return
+        locked = self._lock(unit)
         try:
             index = self.units.index(unit) if unit in self.units else -1
             if index > 0:  # its work (and what it absorbed) now lives in the savepoint below it
@@ -254,6 +262,9 @@ class UnitStack:
                     f"{unit.describe()} rolled back writes that could not be undone: its savepoint "
                     "had been discarded by the rollback of an earlier unit of work."
                 )
+            return
+        if unit.suspended:  # it only read: nothing to undo
+            self._remove(unit)
             return
         if self.top is not unit and unit in self.units:
             self._wait_until(lambda: self.top is unit, lambda: f"The rollback of {unit.describe()}")
@@ -284,9 +295,10 @@ class UnitStack:
                 f"was open: {'; '.join(unit.foreign_writes[:3])}. Those writes would survive in "
                 "production. Close sessions before another one writes, or commit them."
             )
-        locked = self.lock.acquire()
+        locked = self._lock(unit)
         try:
-            do_rollback()
+            if not unit.suspended:  # (it may have been while this waited for the lock)
+                do_rollback()
         finally:
             self._remove(unit)
             if locked:
@@ -301,6 +313,9 @@ class UnitStack:
                 fix="commit or close the test's own session before other sessions or tasks write "
                 "(e.g. await session.commit() after seeding).",
             )
+
+    def _lock(self, unit: Unit) -> bool:
+        return self.lock.acquire(self.timeout, lambda owner: self._busy(owner, f"Closing {unit.describe()}"))
 
     def clear(self) -> None:
         self.units.clear()

@@ -225,6 +225,11 @@ class Provisioner:
         """Event listeners every engine to the test database needs (SQLite's transaction recipe)."""
 
     @classmethod
+    def sync_engine_options(cls) -> dict[str, Any]:
+        """create_engine() keywords for the test database's sync engine."""
+        return {}
+
+    @classmethod
     def ends_transaction(cls, statement: str) -> bool:
         """Whether the statement would end the sandbox's outer transaction."""
         return is_transaction_control(statement)

@@ -164,6 +164,12 @@ class SQLiteProvisioner(Provisioner):
             conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
 
     @classmethod
+    def sync_engine_options(cls) -> dict[str, Any]:
+        # The sandbox's one connection serves every thread of the test (worker threads, TestClient, FastAPI's
+        # `def` routes), one statement at a time (units.py); pysqlite would refuse it outside its own thread.
+        return {"connect_args": {"check_same_thread": False}}
+
+    @classmethod
     def empty_tables(cls, conn: Connection, names: list[str]) -> None:
         quote = conn.dialect.identifier_preparer.quote
         conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
