@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/testclient.py
 
 clean:
 	rm -rf $(VENV) .venv-compat build *.egg-info .pytest_cache .mypy_cache .ruff_cache

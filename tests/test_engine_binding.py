@@ -5,7 +5,7 @@ production; and `sessionmaker(bind=async_engine, class_=AsyncSession)` makes wor
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,3 +114,10 @@ async def test_a_sessionmaker_of_async_sessions_binds_to_the_async_engine(
         _owner_with_pet(session, "ann")
         await session.commit()
     assert (await async_db_session.scalars(select(Owner.name))).all() == ["ann"]
+
+
+def test_inspecting_a_connection_of_a_bound_engine(app_engine: sessionmaker[Session]) -> None:
+    """inspect() asks the connection's engine for its dialect: the one connected to the test database."""
+    with app_engine() as session:
+        columns = {c["name"] for c in inspect(session.connection()).get_columns("owners")}
+    assert {"id", "name"} <= columns

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from sqlsandbox import Sandbox, SandboxDeadlockError
@@ -135,3 +135,45 @@ def test_sixteen_concurrent_requests_from_four_threads(client: TestClient, db_se
     assert statuses == [200] * 16
     assert count(db_session) == 16
     assert len(client.get("/owners").json()) == 16
+
+
+def test_a_unit_that_ran_text_sql_keeps_its_savepoint(sandbox: Sandbox, db_session: Session) -> None:
+    """Only plain SELECTs let a unit step aside: one that ran text SQL (a SET, set_config()...) may hold
+    settings that releasing its savepoint would hand to the next session, so others wait for it."""
+    sandbox.units.timeout = 0.5
+    ready, go = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with app.SessionLocal() as session:
+            session.execute(text("SELECT 1"))
+            ready.set()
+            go.wait(timeout=30)
+
+    thread = threading.Thread(target=reader, name="text-reader")
+    thread.start()
+    try:
+        assert ready.wait(timeout=30)
+        with pytest.raises(SandboxDeadlockError, match="opened by thread 'text-reader'"):
+            count(db_session)
+    finally:
+        go.set()
+        thread.join(timeout=30)
+    db_session.rollback()
+    assert count(db_session) == 0  # once it is done, the test goes on
+
+
+async def test_sync_code_in_a_coroutine_takes_turns_with_worker_threads(db_session: Session) -> None:
+    """An async test using the sync sandbox: its own statements (no await inside them) and the worker
+    threads' never run at once on the one connection, and every commit is seen."""
+
+    async def poll() -> None:
+        for _ in range(20):
+            count(db_session)
+            db_session.rollback()
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll)
+        for i in range(8):
+            tg.start_soon(anyio.to_thread.run_sync, app.create_owner, f"w{i}")
+    assert count(db_session) == 8

@@ -25,7 +25,9 @@ Actor: TypeAlias = "asyncio.Task[Any] | threading.Thread"
 
 
 def current_actor() -> Actor:
-    task = current_task()
+    """The task, inside SQLAlchemy's async bridge (where it can await); else the thread, even one running an
+    event loop: sync code in a coroutine does not yield, and blocks its loop when it waits."""
+    task = current_task() if in_greenlet() else None
     return task if task is not None else threading.current_thread()
 
 
@@ -50,9 +52,9 @@ def where_is(actor: Actor, limit: int = 8) -> str:
     return "".join(f"\n      {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}()" for f in frames)
 
 
-def can_wait() -> bool:
-    """A thread can always block; a task only inside SQLAlchemy's async bridge, where it can await."""
-    return current_task() is None or in_greenlet()
+# Waits are cut into slices this long, after each of which the waiter looks again: an actor that ended
+# (a finished task, an ended thread) wakes nobody, and neither does a nested savepoint's end.
+SLICE = 0.05
 
 
 class Waiters:
@@ -69,7 +71,7 @@ class Waiters:
     def wait(self, seen: int, timeout: float) -> bool:
         """Block the current actor until a change after version `seen`, or until timeout seconds passed:
         False on time-out."""
-        task = current_task()
+        task = current_task() if in_greenlet() else None
         with self._mutex:
             if self.version != seen:
                 return True
@@ -124,9 +126,9 @@ class ActorLock:
         self._mutex = threading.Lock()
         self._waiters = Waiters()
 
-    def acquire(self, timeout: float, on_timeout: Callable[[Actor], BaseException]) -> bool:
-        """Take the lock, waiting if another live actor holds it; False for a task outside SQLAlchemy's
-        async bridge, which cannot wait (it goes on unlocked, as sync code in a coroutine always did)."""
+    def acquire(self, timeout: float, on_timeout: Callable[[Actor], BaseException]) -> None:
+        """Take the lock, waiting while another live actor holds it; on_timeout(owner) is raised after
+        timeout seconds."""
         me = current_actor()
         deadline = time.monotonic() + timeout
         while True:
@@ -134,16 +136,15 @@ class ActorLock:
             with self._mutex:
                 if self.owner is me:
                     self.depth += 1
-                    return True
+                    return
                 if self.owner is None or not is_alive(self.owner):
                     self.owner, self.depth = me, 1
-                    return True
+                    return
                 owner = self.owner
-            if not can_wait():
-                return False
-            woken = self._waiters.wait(seen, deadline - time.monotonic())
-            if not woken and self.owner is owner and is_alive(owner):
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise on_timeout(owner)
+            self._waiters.wait(seen, min(left, SLICE))
 
     def release(self) -> None:
         with self._mutex:

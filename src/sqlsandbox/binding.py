@@ -93,6 +93,25 @@ class Bindings:
                 engine.connect = previous  # type: ignore[method-assign]
 
         self._undo.append(undo)
+        self._patch_dialect(engine)
+
+    def _patch_dialect(self, engine: Engine) -> None:
+        """The app's engine speaks the test database's dialect while bound: its connections report it as
+        their engine (see Sandbox._connect), and what asks engine.dialect (inspect(), savepoints, the ORM)
+        must get the one that is connected to the test database, not one that never connected (and may be
+        for another server)."""
+        with contextlib.suppress(DriverMissingError):  # no async driver: async use says so when it comes
+            db = self._sandbox.db
+            home = db.async_engine.sync_engine if engine.dialect.is_async else self._sandbox.sync_engine
+            if home is engine or home.dialect is engine.dialect:
+                return
+            saved = engine.dialect
+            engine.dialect = home.dialect
+
+            def undo() -> None:
+                engine.dialect = saved
+
+            self._undo.append(undo)
 
     def restore(self) -> None:
         while self._undo:

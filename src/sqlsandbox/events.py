@@ -26,7 +26,7 @@ from .callsite import call_site
 from .connection import JoinedConnection
 from .errors import SandboxEscapeError
 from .loops import loop_mismatch
-from .sqltext import is_write, verb
+from .sqltext import is_plain_read, is_unit_sql, is_write, verb
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -76,7 +76,12 @@ def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -
         if mismatch is not None:
             raise mismatch
     box.statements += 1
-    locked = box.units.before_statement(conn._unit, lambda: call_site(4), is_write(statement, context))
+    # a unit's own SAVEPOINT / RELEASE / ROLLBACK TO leave it a plain reader (begin_nested()'s are seen by
+    # the unit stack itself)
+    plain_read = is_plain_read(context) or is_unit_sql(statement)
+    locked = box.units.before_statement(
+        conn._unit, lambda: call_site(4), is_write(statement, context), plain_read
+    )
     if context is not None:
         context._sqlsandbox_locked = locked
         context._sqlsandbox_started = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -62,7 +63,8 @@ class Run:
                 f"Run() got an unknown setting among {', '.join(sorted(options))}.", fix=f"use one of: {known}."
             ) from None
         self.settings = settings
-        self.run_id = run_id or uuid.uuid4().hex[:8]
+        # part of database names and of marks: letters and digits only
+        self.run_id = re.sub(r"[^0-9A-Za-z]", "", run_id) or uuid.uuid4().hex[:8]
         self.rootdir = rootdir
         self.worker = worker
         self.server_url = dialects.parse_url(settings.url)

@@ -218,11 +218,16 @@ class Sandbox:
     def _raw_execute(self, sql: str) -> None:
         """Run sql on the sandbox connection's driver connection, past SQLAlchemy and its events."""
         assert self._root is not None
-        cursor = self._root.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
+            cursor = self._root.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql)
+            finally:
+                cursor.close()
+        except Exception:
+            # past SQLAlchemy, a dead connection is not noticed for us: the next use starts a fresh one
+            self._root_dead = True
+            raise
 
     def _next_savepoint_name(self) -> str:
         return f"sqlsandbox_sp_{next(_savepoint_names)}"

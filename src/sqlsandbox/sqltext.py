@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import Select
 
 LEADING_COMMENTS = r"(?:\s|--[^\n]*\n|/\*.*?\*/)*"
 _TXN_CONTROL = re.compile(
@@ -45,6 +46,17 @@ def is_write(statement: str, context: Any) -> bool:
     if compiled is not None and not isinstance(getattr(compiled, "statement", None), TextClause):
         return bool(context.isinsert or context.isupdate or context.isdelete or context.isddl)
     return not statement.lstrip()[:9].upper().startswith(_READ_ONLY)
+
+
+def is_plain_read(context: Any) -> bool:
+    """A compiled SELECT that takes no locks and streams nothing: what a read-only unit may have run and
+    still give its savepoint up between statements (units.py). Text SQL, SET, FOR UPDATE, a server-side
+    cursor are not."""
+    statement = getattr(getattr(context, "compiled", None), "statement", None)
+    if not isinstance(statement, Select) or getattr(statement, "_for_update_arg", None) is not None:
+        return False
+    options = getattr(context, "execution_options", None) or {}
+    return not (options.get("stream_results") or options.get("yield_per"))
 
 
 def tables_written(statement: str, context: Any) -> set[str]:

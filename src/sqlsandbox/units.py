@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .actors import Actor, ActorLock, Waiters, can_wait, current_actor, describe_actor, is_alive, where_is
+from .actors import SLICE, Actor, ActorLock, Waiters, current_actor, describe_actor, is_alive, where_is
 from .errors import SandboxDeadlockError, SandboxInterleavingError
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ class Unit:
     wrote: bool = False
     orphaned: bool = False  # its savepoint went with an outer unit's rollback
     suspended: bool = False  # read-only, its savepoint released while others needed the connection
+    # ran something other than plain SELECTs (text SQL, SET, FOR UPDATE, a streamed result...): it may hold
+    # settings or state that releasing its savepoint would hand to others, so it is never suspended
+    pinned: bool = False
     foreign_writes: list[str] = field(default_factory=list)
     absorbed: list[str] = field(default_factory=list)  # units committed while nested in this one
 
@@ -110,34 +113,31 @@ class UnitStack:
     def _remaining(self, deadline: float) -> float:
         return max(deadline - time.monotonic(), 0.0)
 
-    def _take_turn(self, unit: Unit | None, waiting_fn: Callable[[], str]) -> bool:
-        """Wait until work of `unit` (None: a new unit) may run, and take the statement lock: True if
-        taken (a task outside SQLAlchemy's async bridge cannot wait, and goes on as it is)."""
+    def _take_turn(self, unit: Unit | None, waiting_fn: Callable[[], str]) -> None:
+        """Wait until work of `unit` (None: a new unit) may run, and take the statement lock."""
         deadline = time.monotonic() + self.timeout
         while True:
             seen = self._waiters.version
-            locked = self.lock.acquire(self._remaining(deadline), lambda owner: self._busy(owner, waiting_fn()))
-            if locked and self.lock.depth == 1:
-                self._suspend_idle_readers(unit)
-            # a suspended unit (another actor released its savepoint) comes back as a new one, on top
-            resuming = unit is not None and unit.suspended
-            ready = self.may_proceed(None if resuming else unit)
-            if not locked or self.lock.depth > 1 or ready or not can_wait():
-                if resuming:
-                    assert unit is not None
-                    try:
+            self.lock.acquire(self._remaining(deadline), lambda owner: self._busy(owner, waiting_fn()))
+            try:
+                if self.lock.depth == 1:
+                    self._suspend_idle_readers(unit)
+                # a suspended unit (another actor released its savepoint) comes back as a new one, on top
+                resuming = unit is not None and unit.suspended
+                if self.lock.depth > 1 or self.may_proceed(None if resuming else unit):
+                    if resuming:
+                        assert unit is not None
                         self._resume(unit)
-                    except BaseException:
-                        if locked:
-                            self.lock.release()
-                        raise
-                return locked
-            top = self.top
-            assert top is not None
+                    return
+                top = self.top
+            except BaseException:
+                self.lock.release()
+                raise
             self.lock.release()
-            timed_out = not self._waiters.wait(seen, self._remaining(deadline))
-            if timed_out and top is self.top and top.owner_alive_elsewhere():
+            assert top is not None
+            if time.monotonic() >= deadline and top is self.top and top.owner_alive_elsewhere():
                 raise self._deadlock(top, waiting_fn())
+            self._waiters.wait(seen, min(self._remaining(deadline), SLICE))
 
     def _wait_until(self, ready: Callable[[], bool], waiting_fn: Callable[[], str]) -> None:
         """Wait while another live actor holds the top unit, until ready()."""
@@ -147,23 +147,26 @@ class UnitStack:
             if ready():
                 return
             top = self.top
-            if top is None or not top.owner_alive_elsewhere() or not can_wait():
+            if top is None or not top.owner_alive_elsewhere():
                 return
-            if not self._waiters.wait(seen, self._remaining(deadline)) and not ready() and top is self.top:
+            if time.monotonic() >= deadline:
                 raise self._deadlock(top, waiting_fn())
+            self._waiters.wait(seen, min(self._remaining(deadline), SLICE))
 
     def _suspend_idle_readers(self, unit: Unit | None) -> None:
         """Release the savepoints of read-only units on top that other live actors hold, so that `unit`
         need not wait for them (called holding the statement lock: nobody is mid-statement)."""
-        while self._raw_execute is not None and can_wait():
+        while self._raw_execute is not None:
             top = self.top
-            if top is None or top is unit or _holds(top) or top.wrote or not top.owner_alive_elsewhere():
+            if top is None or top is unit or top.wrote or top.pinned or _holds(top):
+                return
+            if not top.owner_alive_elsewhere():
                 return
             if getattr(top.conn, "_nested_transaction", None) is not None:
                 return  # its begin_nested() savepoints would go with it
             self._raw_execute(f"RELEASE SAVEPOINT {top.savepoint}")
             top.suspended = True
-            self.units.pop()
+            self.units.remove(top)
             self._changed()
 
     def _resume(self, unit: Unit) -> None:
@@ -199,24 +202,28 @@ class UnitStack:
 
     # --- events from the sandbox connection -------------------------------------------------
 
-    def before_statement(self, unit: Unit | None, site_fn: Callable[[], str], write: bool) -> bool:
-        """Called before each statement; in async code it returns True holding the lock, which
-        after_statement() releases once the statement has run."""
-        locked = self._take_turn(unit, lambda: f"A statement at {site_fn()}")
+    def before_statement(
+        self, unit: Unit | None, site_fn: Callable[[], str], write: bool, plain_read: bool = False
+    ) -> bool:
+        """Called before each statement: returns holding the statement lock (True), which after_statement()
+        releases once the statement has run."""
+        self._take_turn(unit, lambda: f"A statement at {site_fn()}")
+        if unit is not None and not plain_read:
+            unit.pinned = True
         top = self.top
         if top is not None and top is not unit and write:
             top.foreign_writes.append(site_fn())
         if unit is not None and write:
             unit.wrote = True
-        return locked
+        return True
 
     def after_statement(self) -> None:
         self.lock.release()
 
     def open(self, unit: Unit, do_savepoint: Callable[[], object]) -> None:
-        """Wait until no other task's unit is open on top, then push and emit the SAVEPOINT as one
-        step, so the server's savepoint order is the stack's and tasks' units never interleave."""
-        locked = self._take_turn(None, lambda: f"Opening {unit.describe()}")
+        """Wait until no other actor's unit is open on top, then push and emit the SAVEPOINT as one
+        step, so the server's savepoint order is the stack's and units never interleave."""
+        self._take_turn(None, lambda: f"Opening {unit.describe()}")
         try:
             self.units.append(unit)
             try:
@@ -226,18 +233,17 @@ class UnitStack:
                 raise
             _held.set((*_held.get(), unit))
         finally:
-            if locked:
-                self.lock.release()
+            self.lock.release()
 
     def release(self, unit: Unit, do_release: Callable[[], None]) -> None:
         """Commit of a unit: RELEASE if on top, else defer (the savepoint stays until the outer rollback)."""
         if unit.orphaned:
             return
-        if unit.suspended:  # it only read, and its savepoint is gone already
-            self._remove(unit)
-            return
-        locked = self._lock(unit)
+        self._lock(unit)
         try:
+            if unit.suspended:  # it only read, and its savepoint is gone already
+                self._remove(unit)
+                return
             index = self.units.index(unit) if unit in self.units else -1
             if index > 0:  # its work (and what it absorbed) now lives in the savepoint below it
                 below = self.units[index - 1]
@@ -252,57 +258,57 @@ class UnitStack:
             else:
                 self._remove(unit)
         finally:
-            if locked:
-                self.lock.release()
+            self.lock.release()
 
     def rollback(self, unit: Unit, do_rollback: Callable[[], None]) -> None:
         if unit.orphaned:
-            if unit.wrote:
-                self.report(
-                    f"{unit.describe()} rolled back writes that could not be undone: its savepoint "
-                    "had been discarded by the rollback of an earlier unit of work."
-                )
-            return
-        if unit.suspended:  # it only read: nothing to undo
-            self._remove(unit)
+            self._report_orphan(unit)
             return
         if self.top is not unit and unit in self.units:
-            self._wait_until(lambda: self.top is unit, lambda: f"The rollback of {unit.describe()}")
-        if unit in self.units and self.top is not unit:
-            above = self.units[self.units.index(unit) + 1 :]
-            if not unit.wrote:
-                self._remove(unit)  # nothing of its own to undo; the savepoint stays, harmless
-                return
-            if not any(u.wrote for u in above):
-                # Read-only units left open above (e.g. a leaked session): roll back through them.
-                for orphan in above:
-                    orphan.orphaned = True
-                    self.units.remove(orphan)
-            else:
-                self._remove(unit)
-                raise SandboxInterleavingError(
-                    f"{unit.describe()} rolled back while {len(above)} later unit(s) of work are still "
-                    f"open on the sandbox connection: {'; '.join(u.describe() for u in above)}.",
-                    why="on the single sandbox connection units are nested savepoints; rolling back the "
-                    "outer one would also discard the inner ones' work, which in production sits on "
-                    "its own connection.",
-                    fix="close (commit or roll back) the later session before rolling back the earlier "
-                    "one, e.g. use 'with Session() as s:' / 'async with factory() as s:' blocks.",
-                )
-        if unit.foreign_writes:
-            self.report(
-                f"{unit.describe()} rolled back, and with it writes made by other sessions while it "
-                f"was open: {'; '.join(unit.foreign_writes[:3])}. Those writes would survive in "
-                "production. Close sessions before another one writes, or commit them."
+            self._wait_until(
+                lambda: self.top is unit or unit not in self.units, lambda: f"The rollback of {unit.describe()}"
             )
-        locked = self._lock(unit)
+        self._lock(unit)  # what follows looks at and changes the stack: no one else may meanwhile
         try:
-            if not unit.suspended:  # (it may have been while this waited for the lock)
+            if unit.orphaned:
+                self._report_orphan(unit)
+                return
+            if unit.suspended:  # it only read: nothing to undo
+                self._remove(unit)
+                return
+            if unit in self.units and self.top is not unit:
+                above = self.units[self.units.index(unit) + 1 :]
+                if not unit.wrote:
+                    self._remove(unit)  # nothing of its own to undo; the savepoint stays, harmless
+                    return
+                if not any(u.wrote for u in above):
+                    # Read-only units left open above (e.g. a leaked session): roll back through them.
+                    for orphan in above:
+                        orphan.orphaned = True
+                        self.units.remove(orphan)
+                else:
+                    self._remove(unit)
+                    raise SandboxInterleavingError(
+                        f"{unit.describe()} rolled back while {len(above)} later unit(s) of work are still "
+                        f"open on the sandbox connection: {'; '.join(u.describe() for u in above)}.",
+                        why="on the single sandbox connection units are nested savepoints; rolling back the "
+                        "outer one would also discard the inner ones' work, which in production sits on "
+                        "its own connection.",
+                        fix="close (commit or roll back) the later session before rolling back the earlier "
+                        "one, e.g. use 'with Session() as s:' / 'async with factory() as s:' blocks.",
+                    )
+            if unit.foreign_writes:
+                self.report(
+                    f"{unit.describe()} rolled back, and with it writes made by other sessions while it "
+                    f"was open: {'; '.join(unit.foreign_writes[:3])}. Those writes would survive in "
+                    "production. Close sessions before another one writes, or commit them."
+                )
+            try:
                 do_rollback()
+            finally:
+                self._remove(unit)
         finally:
-            self._remove(unit)
-            if locked:
-                self.lock.release()
+            self.lock.release()
         if unit.absorbed:
             raise SandboxInterleavingError(
                 f"The rollback of {unit.describe()} also discarded work that other sessions committed "
@@ -314,8 +320,15 @@ class UnitStack:
                 "(e.g. await session.commit() after seeding).",
             )
 
-    def _lock(self, unit: Unit) -> bool:
-        return self.lock.acquire(self.timeout, lambda owner: self._busy(owner, f"Closing {unit.describe()}"))
+    def _report_orphan(self, unit: Unit) -> None:
+        if unit.wrote:
+            self.report(
+                f"{unit.describe()} rolled back writes that could not be undone: its savepoint "
+                "had been discarded by the rollback of an earlier unit of work."
+            )
+
+    def _lock(self, unit: Unit) -> None:
+        self.lock.acquire(self.timeout, lambda owner: self._busy(owner, f"Closing {unit.describe()}"))
 
     def clear(self) -> None:
         self.units.clear()

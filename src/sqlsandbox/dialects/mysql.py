@@ -49,7 +49,7 @@ class MySQLProvisioner(ServerProvisioner):
         try:
             return str(conn.exec_driver_sql(f"SELECT note FROM `{name}`.`{MARKER_TABLE}`").scalar() or "")
         except DBAPIError:
-            return False  # dropped by a concurrent run between the reads
+            return ""  # ours (its marker table was there), its mark unreadable: a concurrent run dropping it
 
     def _marked(self, conn: Connection, like: str) -> list[tuple[str, Mark]]:
         names = conn.execute(

@@ -60,7 +60,8 @@ class PostgresProvisioner(ServerProvisioner):
 
     @staticmethod
     def _set_mark(conn: Connection, name: str, mark: Mark) -> None:
-        conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{mark}'")
+        text = str(mark).replace("'", "''")
+        conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{text}'")
 
     def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force else ""))
