@@ -87,3 +87,80 @@ def test_rows_committed_past_the_sandbox_fail_the_run_at_its_end(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert "ERROR Rows outlived their sandboxes: users (1 rows, 0 after the schema build)" in done.stdout
     assert "EXISTS False" in done.stdout
+
+
+UNITTEST_SUITE = """
+import unittest
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+import sqlsandbox
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+SessionLocal = sessionmaker()
+
+
+def add_user(name):
+    with SessionLocal() as session:
+        session.add(User(name=name))
+        session.commit()
+
+
+class UserTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.run_ = sqlsandbox.Run(metadata=Base, bind=SessionLocal).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.run_.__exit__(None, None, None)
+
+    def setUp(self):
+        self.sandbox = self.run_.new_sandbox(self.id())
+
+    def tearDown(self):
+        self.sandbox.close()
+
+    def count(self):
+        return self.sandbox.session().scalar(select(func.count()).select_from(User))
+
+    def test_a_adds(self):
+        add_user("ann")
+        add_user("bob")
+        self.assertEqual(self.count(), 2)
+
+    def test_b_starts_clean(self):
+        self.assertEqual(self.count(), 0)
+"""
+
+
+def test_unittest_gets_a_sandbox_per_test(tmp_path: Path) -> None:
+    (tmp_path / "test_users.py").write_text(UNITTEST_SUITE)
+    done = subprocess.run(
+        [sys.executable, "-m", "unittest", "-v", "test_users"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Ran 2 tests" in done.stderr and "OK" in done.stderr
+
+
+def test_a_bind_entry_of_the_wrong_kind_is_one_error_at_start(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(myapp="settings = {'url': 'sqlite://'}")
+    pytester.makeini("[pytest]\npythonpath = .\nsqlsandbox_bind = myapp:settings\n")
+    pytester.makepyfile(test_x="def test_sync():\n    assert True\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: sqlsandbox: sqlsandbox_bind entry 'myapp:settings' is {'url': 'sqlite://'} (a dict), *"]
+    )
+    assert "UnboundLocalError" not in result.stdout.str() + result.stderr.str()

@@ -22,6 +22,20 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 _MISSING = object()
+BINDABLE = (scoped_session, async_scoped_session, async_sessionmaker, sessionmaker, AsyncEngine, Engine)
+
+
+def check_bindable(obj: Any, spec: str = "") -> None:
+    """ConfigError unless obj is something bind() takes; spec names where it came from."""
+    if isinstance(obj, BINDABLE):
+        return
+    where = f"sqlsandbox_bind entry {spec!r} is" if spec else "sandbox.bind() got"
+    raise ConfigError(
+        f"{where} {obj!r} (a {type(obj).__name__}), which sqlsandbox cannot bind.",
+        why="sqlsandbox_bind and sandbox.bind() take the objects an application opens database work through.",
+        fix="name a sessionmaker, async_sessionmaker, scoped_session, async_scoped_session, Engine or "
+        "AsyncEngine.",
+    )
 
 
 class Bindings:
@@ -56,13 +70,7 @@ class Bindings:
         elif isinstance(obj, Engine):
             self._patch_connect(obj)
         else:
-            raise ConfigError(
-                f"sqlsandbox cannot bind {obj!r} (a {type(obj).__name__}).",
-                why="sqlsandbox_bind and sandbox.bind() take the objects an application opens "
-                "database work through.",
-                fix="name a sessionmaker, async_sessionmaker, scoped_session, async_scoped_session, "
-                "Engine or AsyncEngine.",
-            )
+            check_bindable(obj)
 
     def _bind_factory(self, factory: Any, engine: Any) -> None:
         saved = dict(factory.kw)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from . import dialects, embedded, events, templates
+from .binding import check_bindable
 from .blocker import Blocker
 from .config import Settings, import_string
 from .database import TestDatabase
@@ -193,6 +194,8 @@ class Run:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
         check_mappers(self.rootdir)
         self.bound = [_imported(spec, "sqlsandbox_bind") for spec in self.settings.bind]
+        for spec, obj in zip(self.settings.bind, self.bound, strict=True):  # told once, at start, not per test
+            check_bindable(obj, spec if isinstance(spec, str) else "")
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
         name = dialects.naming.test_database_name(self.server_url, suffix)
         provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
