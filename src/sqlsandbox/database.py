@@ -14,6 +14,7 @@ from sqlalchemy.pool import NullPool
 from . import drivers
 from .errors import ConfigError, DriverMissingError
 from .marks import MARKER_TABLE
+from .owner import OwnerLoop
 
 if TYPE_CHECKING:
     from .dialects.base import Provisioner
@@ -35,6 +36,7 @@ class TestDatabase:
         self._listeners: list[Callable[[Engine], None]] = []
         self.baseline: dict[str, int] = {}
         self._has_sync: bool | None = None
+        self.owner = OwnerLoop()  # started at the first async connection that lives there
         self._no_async: DriverMissingError | None = None
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
@@ -69,9 +71,20 @@ class TestDatabase:
             except DriverMissingError as exc:
                 self._no_async = exc
                 raise
-            self._async = create_async_engine(url, poolclass=NullPool)
+            creator = self.provisioner.async_creator(url, self.owner)
+            options: dict[str, Any] = {"async_creator": creator} if creator is not None else {}
+            self._async = create_async_engine(url, poolclass=NullPool, **options)
             self._prepare(self._async.sync_engine)
         return self._async
+
+    @property
+    def async_loop_free(self) -> bool:
+        """Whether the async connection serves every event loop of the test process (see owner.py)."""
+        try:
+            driver = self.async_engine.sync_engine.dialect.driver
+        except DriverMissingError:
+            return False
+        return self.provisioner.loop_free(driver)
 
     def has_sync_driver(self) -> bool:
         if self._has_sync is None:
@@ -175,6 +188,7 @@ class TestDatabase:
             self._sync.dispose()
         # NullPool async engine: nothing pooled to close, and the loops that made connections are gone.
         self._sync = self._async = None
+        self.owner.stop()
 
     def drop(self) -> None:
         self.dispose()

@@ -71,7 +71,7 @@ def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -
             fix="use session.commit() / connection.commit(): inside the sandbox they release a "
             "savepoint, exactly as a commit looks to the code under test.",
         )
-    if box._loop is not None:  # a sync connection serves every thread; an async one, its loop
+    if box._loop is not None and not box._loop_free:  # else it serves every thread and loop
         mismatch = loop_mismatch(box._loop, lambda: call_site(5))
         if mismatch is not None:
             raise mismatch

@@ -10,6 +10,7 @@ fixtures up by these names.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,14 +53,25 @@ def in_greenlet() -> bool:
 def run_on_idle_loop(
     loop: asyncio.AbstractEventLoop | None, fn: Callable[[], T], otherwise: Callable[[], T]
 ) -> T:
-    """Run sync SQLAlchemy work that must happen on `loop` (an async connection's loop): inside SQLAlchemy's
-    async bridge if that loop is idle, else `otherwise()` (the loop is closed, or is running and cannot be
-    driven from here: what needed it is dropped instead)."""
+    """Run sync SQLAlchemy work that must happen on `loop` (an async connection's loop), inside SQLAlchemy's
+    async bridge: driven from here if that loop is idle, handed to it if it runs in another thread (the owner
+    loop); else `otherwise()` (the loop is closed, or it is the one running this code and cannot wait for
+    itself: what needed it is dropped instead)."""
     if loop is None:
         return fn()
-    if loop.is_closed() or loop.is_running():
+    if loop.is_closed():
         return otherwise()
+    if loop.is_running():
+        if running_loop() is loop:
+            return otherwise()
+        try:
+            return asyncio.run_coroutine_threadsafe(greenlet_spawn(fn), loop).result(_HAND_OVER_WAIT)
+        except concurrent.futures.TimeoutError:  # (not the builtin before Python 3.11)
+            return otherwise()
     return loop.run_until_complete(greenlet_spawn(fn))
+
+
+_HAND_OVER_WAIT = 30.0
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

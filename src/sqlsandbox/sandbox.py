@@ -71,6 +71,7 @@ class Sandbox:
         self._outer: Transaction | None = None  # the root's transaction, or a savepoint above seed layers
         self._flavor: Flavor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_free = False  # the async connection serves every loop (see _open_root)
         self._joined: weakref.WeakSet[JoinedConnection] = weakref.WeakSet()
         self._closing = False
         self.closed = False
@@ -202,7 +203,9 @@ class Sandbox:
                 return
             if self._outer is not None and self._outer.is_active:
                 self._outer.rollback()
-            keep = self._flavor == "sync" or self._keep_async_root or bool(self._keeper.layers)
+            keep = (
+                self._flavor == "sync" or self._loop_free or self._keep_async_root or bool(self._keeper.layers)
+            )
             if keep:
                 self._keeper.give(self._flavor, self._loop, root)
             else:
@@ -296,7 +299,7 @@ class Sandbox:
             self._open_root(flavor, conn.home)
         elif flavor != self._flavor:
             raise self._mixing_error(flavor)
-        elif self._loop is not None:  # a sync connection serves every thread; an async one, its loop
+        elif self._loop is not None and not self._loop_free:  # else it serves every thread and loop
             mismatch = loop_mismatch(self._loop, call_site)
             if mismatch is not None:
                 raise mismatch
@@ -304,7 +307,10 @@ class Sandbox:
         return self._root.connection
 
     def _open_root(self, flavor: Flavor, engine: Engine) -> None:
-        loop = running_loop() if flavor == "async" else None
+        # An async connection that serves every loop (asyncpg's lives on the owner loop) is kept, closed and
+        # rolled back there; any other belongs to the loop that opens it.
+        self._loop_free = flavor == "async" and self.db.async_loop_free
+        loop = self.db.owner.loop if self._loop_free else running_loop() if flavor == "async" else None
         if flavor == "async" and not in_greenlet():
             raise SandboxLoopError(
                 f"Sync code used the async sandbox connection directly at {call_site()}.",

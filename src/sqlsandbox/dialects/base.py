@@ -10,7 +10,7 @@ defaults of a plain SQL database; a family overrides what differs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from ..database import TestDatabase
 from ..drivers import Driver
 from ..errors import NotOurDatabaseError, ServerUnreachableError
 from ..marks import Mark
+from ..owner import OwnerLoop
 from ..sqltext import is_transaction_control
 from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
 
@@ -223,6 +224,18 @@ class Provisioner:
     @classmethod
     def prepare_engine(cls, engine: Engine) -> None:
         """Event listeners every engine to the test database needs (SQLite's transaction recipe)."""
+
+    @classmethod
+    def loop_free(cls, async_driver: str) -> bool:
+        """Whether the run's async connection through this driver serves every event loop (it lives on the
+        owner loop, see owner.py, or needs no loop of its own); else it belongs to the loop that made it."""
+        return False
+
+    @classmethod
+    def async_creator(cls, url: URL, owner: OwnerLoop) -> Callable[[], Awaitable[Any]] | None:
+        """create_async_engine()'s async_creator for url's async driver: a connection made on the owner loop,
+        behind a LoopProxy; None to connect in the caller's loop as usual."""
+        return None
 
     @classmethod
     def sync_engine_options(cls) -> dict[str, Any]:

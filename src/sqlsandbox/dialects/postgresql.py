@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..drivers import Driver
 from ..marks import MARK, Mark
+from ..owner import LoopProxy, OwnerLoop
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
 
@@ -114,6 +116,25 @@ class PostgresProvisioner(ServerProvisioner):
         return template
 
     # ---- quirks ---------------------------------------------------------------------------------------
+    @classmethod
+    def loop_free(cls, async_driver: str) -> bool:
+        return async_driver == "asyncpg"
+
+    @classmethod
+    def async_creator(cls, url: URL, owner: OwnerLoop) -> Callable[[], Awaitable[Any]] | None:
+        if url.get_driver_name() != "asyncpg":
+            return None  # psycopg's AsyncConnection checks its own class (TypeInfo.fetch): not proxied yet
+        import asyncpg  # type: ignore[import-untyped]
+
+        _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
+
+        async def connect() -> Any:
+            raw = await owner.run(asyncpg.connect(**params))
+            # terminate() aborts the transport, which only its loop's thread may touch
+            return LoopProxy(raw, owner, ("asyncpg",), frozenset({"terminate"}))
+
+        return connect
+
     @classmethod
     def empty_tables(cls, conn: Connection, names: list[str]) -> None:
         quote = conn.dialect.identifier_preparer.quote

@@ -164,6 +164,11 @@ class SQLiteProvisioner(Provisioner):
             conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
 
     @classmethod
+    def loop_free(cls, async_driver: str) -> bool:
+        # aiosqlite runs each connection in a thread of its own and answers on the caller's loop
+        return async_driver == "aiosqlite"
+
+    @classmethod
     def sync_engine_options(cls) -> dict[str, Any]:
         # The sandbox's one connection serves every thread of the test (worker threads, TestClient, FastAPI's
         # `def` routes), one statement at a time (units.py); pysqlite would refuse it outside its own thread.

@@ -1,0 +1,172 @@
+"""The owner loop: one long-lived event loop, in a thread of its own, that owns the run's async driver
+connection, and the proxy through which SQLAlchemy's async adapter in any other loop reaches that connection.
+
+An asyncio driver connection (asyncpg's, asyncmy's) belongs to the loop that made it. The tests do not keep
+to one loop: pytest-asyncio gives each test its own by default, Starlette's TestClient runs the app on a loop
+of its own in another thread, anyio's worker threads have none. So the connection is made on the owner loop,
+and every coroutine a caller awaits on it runs there (asyncio.run_coroutine_threadsafe), its result handed
+back to the caller's loop. One statement at a time reaches it: the unit-of-work stack (units.py) sees to
+that. A caller that is cancelled (a timeout in its loop) cancels the statement on the owner loop and waits
+until the driver is idle before it goes on, so the next statement never finds the driver busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+# how long a cancelled caller waits for the driver to be idle again, and a blocking caller for a result
+IDLE_WAIT = 10.0
+
+
+class OwnerLoop:
+    """An event loop running in a daemon thread until stop()."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._mutex:
+            if self._loop is None or self._loop.is_closed():
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=serve, name="sqlsandbox owner loop", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    @property
+    def alive(self) -> bool:
+        return (
+            self._loop is not None
+            and not self._loop.is_closed()
+            and bool(self._thread and self._thread.is_alive())
+        )
+
+    def here(self) -> bool:
+        """Whether the caller runs on the owner loop itself."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable` on the owner loop, from any other loop."""
+        if self.here():
+            return await awaitable
+        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            concurrent.futures.wait([future], timeout=IDLE_WAIT)  # the driver is idle before we go on
+            raise
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = IDLE_WAIT) -> T:
+        """Run `coro` on the owner loop and wait for it, from a thread that does not run the owner loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run a plain function on the owner loop's thread, waiting for it (transport calls are not
+        thread-safe)."""
+        if self.here():
+            fn()
+            return
+
+        async def run() -> None:
+            fn()
+
+        self.call(run())
+
+    def stop(self) -> None:
+        with self._mutex:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=IDLE_WAIT)
+        if not loop.is_running():
+            loop.close()
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+class LoopProxy:
+    """Stands in for a driver object that lives on the owner loop: its coroutine methods run there, the
+    driver objects they return are proxied too, plain data passes as is.
+
+    A dialect (dialects/<family>.py) says which modules' objects are the driver's (`wrap`) and which of its
+    plain methods must run on the owner loop's thread (`on_loop`: they touch the transport)."""
+
+    __slots__ = ("_sqlsandbox_on_loop", "_sqlsandbox_owner", "_sqlsandbox_target", "_sqlsandbox_wrap")
+
+    def __init__(self, target: Any, owner: OwnerLoop, wrap: tuple[str, ...], on_loop: frozenset[str]) -> None:
+        object.__setattr__(self, "_sqlsandbox_target", target)
+        object.__setattr__(self, "_sqlsandbox_owner", owner)
+        object.__setattr__(self, "_sqlsandbox_wrap", wrap)
+        object.__setattr__(self, "_sqlsandbox_on_loop", on_loop)
+
+    def _sqlsandbox_proxy(self, value: Any) -> Any:
+        module = type(value).__module__ or ""
+        if value is not None and module.split(".")[0] in self._sqlsandbox_wrap and not isinstance(value, tuple):
+            return LoopProxy(value, self._sqlsandbox_owner, self._sqlsandbox_wrap, self._sqlsandbox_on_loop)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._sqlsandbox_target
+        attr = getattr(target, name)
+        owner = self._sqlsandbox_owner
+        if inspect.iscoroutinefunction(attr):
+
+            async def on_owner(*args: Any, **kwargs: Any) -> Any:
+                return self._sqlsandbox_proxy(await owner.run(attr(*args, **kwargs)))
+
+            return on_owner
+        if callable(attr) and not isinstance(attr, type):
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if name in self._sqlsandbox_on_loop:
+                    result: list[Any] = []
+                    owner.call_soon(lambda: result.append(attr(*args, **kwargs)))
+                    value = result[0]
+                else:
+                    value = attr(*args, **kwargs)
+                if inspect.isawaitable(value) and not inspect.iscoroutine(value):
+                    return self._sqlsandbox_proxy(value)  # a driver object that is also awaitable
+                if inspect.iscoroutine(value):
+                    return _on_owner(owner, value, self._sqlsandbox_proxy)
+                return self._sqlsandbox_proxy(value)
+
+            return call
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._sqlsandbox_target, name, value)
+
+    def __await__(self) -> Any:
+        async def awaited() -> Any:
+            return self._sqlsandbox_proxy(await self._sqlsandbox_owner.run(self._sqlsandbox_target))
+
+        return awaited().__await__()
+
+    def __repr__(self) -> str:
+        return f"<on the owner loop: {self._sqlsandbox_target!r}>"
+
+
+async def _on_owner(owner: OwnerLoop, coro: Coroutine[Any, Any, Any], proxy: Callable[[Any], Any]) -> Any:
+    return proxy(await owner.run(coro))

@@ -1,0 +1,98 @@
+"""One async connection for every event loop of the test process, where the driver allows it (asyncpg, through
+the owner loop; aiosqlite, by itself): tests on pytest-asyncio's per-test loops keep it instead of reconnecting,
+Starlette's TestClient reaches it from its own loop and thread, and a statement cancelled by its caller leaves
+the driver idle for the next one. psycopg's and asyncmy's async connections still belong to the loop that made
+them: there the sandbox explains the mix-up instead (test_plugin.py, test_diagnostics.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sqlsandbox import Sandbox
+from tests import app, servers
+
+pytestmark = pytest.mark.skipif(
+    not servers.async_loop_free(os.environ.get("SQLSANDBOX_URL")),
+    reason="this async driver's connection belongs to the loop that made it (see the README's driver table)",
+)
+
+api = FastAPI()
+
+
+@api.post("/owners")
+async def create(name: str) -> dict[str, int]:
+    return {"id": await app.acreate_owner(name)}
+
+
+@api.get("/owners")
+async def names() -> list[str]:
+    return await app.aowner_names()
+
+
+def test_testclient_runs_an_async_app_on_the_sandbox() -> None:
+    with TestClient(api) as client:
+        assert client.post("/owners", params={"name": "ann"}).status_code == 200
+        assert client.get("/owners").json() == ["ann"]
+
+
+def test_sixteen_concurrent_async_requests_from_four_threads() -> None:
+    with TestClient(api) as client, ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(lambda i: client.post("/owners", params={"name": f"c{i}"}).status_code, range(16)))
+        assert codes == [200] * 16
+        assert len(client.get("/owners").json()) == 16
+
+
+def test_and_none_of_their_rows_is_left() -> None:
+    with TestClient(api) as client:
+        assert client.get("/owners").json() == []
+
+
+async def test_a_test_on_its_own_loop_and_testclient_share_the_sandbox(async_db_session: AsyncSession) -> None:
+    await app.acreate_owner("seed")  # committed: the app's request sees it
+    with TestClient(api) as client:  # blocks this test's loop; the app runs on TestClient's
+        assert client.get("/owners").json() == ["seed"]
+
+
+def test_per_test_loops_keep_one_connection(pytester: pytest.Pytester) -> None:
+    """pytest-asyncio's default: a new loop for every test. The connection is opened once, not per test."""
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import asyncio
+        seen = []
+
+        async def driver(async_db_session):
+            conn = await async_db_session.connection()
+            return conn.sync_connection.connection.dbapi_connection, asyncio.get_running_loop()
+
+        async def test_one(async_db_session):
+            seen.append(await driver(async_db_session))
+
+        async def test_two(async_db_session):
+            seen.append(await driver(async_db_session))
+            (first, loop_one), (second, loop_two) = seen
+            assert loop_one is not loop_two  # a loop each
+            assert first is second  # one connection
+        """
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+async def test_a_statement_cancelled_by_its_caller_leaves_the_driver_idle(
+    sandbox: Sandbox, async_db_session: AsyncSession
+) -> None:
+    if sandbox.db.family != "postgresql":
+        pytest.skip("a statement that sleeps server-side: PostgreSQL's pg_sleep")
+    await async_db_session.execute(text("SELECT 1"))
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(async_db_session.execute(text("SELECT pg_sleep(5)")), timeout=0.2)
+    await async_db_session.rollback()
+    assert (await async_db_session.execute(text("SELECT 2"))).scalar() == 2
