@@ -96,3 +96,27 @@ async def test_a_statement_cancelled_by_its_caller_leaves_the_driver_idle(
         await asyncio.wait_for(async_db_session.execute(text("SELECT pg_sleep(5)")), timeout=0.2)
     await async_db_session.rollback()
     assert (await async_db_session.execute(text("SELECT 2"))).scalar() == 2
+
+
+def test_the_owner_loop_stopping_fails_that_test_only(pytester: pytest.Pytester, sandbox: Sandbox) -> None:
+    if sandbox.db.family != "postgresql":
+        pytest.skip("only asyncpg's connection lives on the owner loop")
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        from sqlalchemy import text
+
+        async def test_1_loses_it(sandbox, async_db_session):
+            await async_db_session.execute(text("SELECT 1"))
+            sandbox.db.owner.stop()  # as if its thread died
+            await async_db_session.execute(text("SELECT 2"))
+
+        async def test_2_gets_a_fresh_one(async_db_session):
+            assert (await async_db_session.execute(text("SELECT 3"))).scalar() == 3
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*SandboxOwnerLoopError: The owner loop that holds the sandbox's async connection is not running.*"]
+    )

@@ -20,6 +20,7 @@ from .errors import (
     SandboxInterleavingError,
     SandboxLayerError,
     SandboxLoopError,
+    SandboxOwnerLoopError,
     ServerUnreachableError,
 )
 from .run import Run
@@ -40,6 +41,7 @@ __all__ = [
     "SandboxInterleavingError",
     "SandboxLayerError",
     "SandboxLoopError",
+    "SandboxOwnerLoopError",
     "ServerUnreachableError",
     "Settings",
     "__version__",

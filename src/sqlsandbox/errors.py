@@ -51,6 +51,10 @@ class SandboxDeadlockError(SandboxError):
     """A task waited too long for a unit of work that another task holds."""
 
 
+class SandboxOwnerLoopError(SandboxError):
+    """The owner loop stopped while the async connection it holds was in use (see owner.py)."""
+
+
 class SandboxLayerError(SandboxError):
     """A seed layer cannot be used (or made) where it was asked for."""
 

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from .errors import SandboxOwnerLoopError
+
 T = TypeVar("T")
 # how long a cancelled caller waits for the driver to be idle again, and a blocking caller for a result
 IDLE_WAIT = 10.0
@@ -35,7 +37,8 @@ class OwnerLoop:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._mutex:
-            if self._loop is None or self._loop.is_closed():
+            thread_gone = self._thread is not None and not self._thread.is_alive()
+            if self._loop is None or self._loop.is_closed() or thread_gone:
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
 
@@ -66,7 +69,18 @@ class OwnerLoop:
         """Await `awaitable` on the owner loop, from any other loop."""
         if self.here():
             return await awaitable
-        future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never to run: said, not left to warn
+            raise SandboxOwnerLoopError(
+                "The owner loop that holds the sandbox's async connection is not running.",
+                why="the async connection lives on sqlsandbox's owner loop; it was stopped (or its thread "
+                "died) while the connection was in use, and the connection went with it.",
+                fix="nothing to do in the test: the next test gets a fresh connection on a new owner loop. "
+                "If this repeats, report it with the test's output.",
+            )
+        future = asyncio.run_coroutine_threadsafe(_await(awaitable), loop)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
