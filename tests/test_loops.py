@@ -120,3 +120,19 @@ def test_the_owner_loop_stopping_fails_that_test_only(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(
         ["*SandboxOwnerLoopError: The owner loop that holds the sandbox's async connection is not running.*"]
     )
+
+
+def test_committed_mode_as_the_first_async_use_of_a_run(pytester: pytest.Pytester) -> None:
+    """Committed mode connects for real, on the owner loop too, even before any sandbox connection has."""
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import pytest
+        from sqlalchemy import text
+
+        @pytest.mark.sqlsandbox(committed=True)
+        async def test_committed(async_db_session):
+            assert (await async_db_session.execute(text("SELECT 1"))).scalar() == 1
+        """
+    )
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)

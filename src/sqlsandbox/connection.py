@@ -8,6 +8,7 @@ committed, and everything is gone when the test's sandbox rolls back.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
@@ -113,10 +114,12 @@ class JoinedConnection(Connection):
 
 def discard(root: Connection) -> None:
     """Drop a connection that cannot be closed normally (its loop is gone); the server rolls back."""
+    fairy = root._dbapi_connection
+    terminated = False
     try:
-        fairy = root._dbapi_connection
         raw = getattr(fairy, "dbapi_connection", None)
         if raw is not None and hasattr(raw, "terminate"):
+            terminated = True
             raw.terminate()
         elif in_greenlet() or not root.dialect.is_async:
             root.close()
@@ -124,3 +127,7 @@ def discard(root: Connection) -> None:
         pass
     finally:
         root._dbapi_connection = None
+        if terminated and fairy is not None:
+            # checked back in as invalid, so that the garbage collector does not find (and warn of) it
+            with contextlib.suppress(Exception):
+                fairy.invalidate()

@@ -53,56 +53,9 @@ class OwnerLoop:
                 self._loop = loop
             return self._loop
 
-    @property
-    def alive(self) -> bool:
-        return (
-            self._loop is not None
-            and not self._loop.is_closed()
-            and bool(self._thread and self._thread.is_alive())
-        )
-
-    def here(self) -> bool:
-        """Whether the caller runs on the owner loop itself."""
-        return self._thread is not None and threading.current_thread() is self._thread
-
     async def run(self, awaitable: Awaitable[T]) -> T:
-        """Await `awaitable` on the owner loop, from any other loop."""
-        if self.here():
-            return await awaitable
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()  # never to run: said, not left to warn
-            raise SandboxOwnerLoopError(
-                "The owner loop that holds the sandbox's async connection is not running.",
-                why="the async connection lives on sqlsandbox's owner loop; it was stopped (or its thread "
-                "died) while the connection was in use, and the connection went with it.",
-                fix="nothing to do in the test: the next test gets a fresh connection on a new owner loop. "
-                "If this repeats, report it with the test's output.",
-            )
-        future = asyncio.run_coroutine_threadsafe(_await(awaitable), loop)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            future.cancel()
-            concurrent.futures.wait([future], timeout=IDLE_WAIT)  # the driver is idle before we go on
-            raise
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = IDLE_WAIT) -> T:
-        """Run `coro` on the owner loop and wait for it, from a thread that does not run the owner loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run a plain function on the owner loop's thread, waiting for it (transport calls are not
-        thread-safe)."""
-        if self.here():
-            fn()
-            return
-
-        async def run() -> None:
-            fn()
-
-        self.call(run())
+        """Await `awaitable` on the owner loop (started if need be), from any loop."""
+        return await run_on(self.loop, awaitable)
 
     def stop(self) -> None:
         with self._mutex:
@@ -120,6 +73,50 @@ async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
 
+async def run_on(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` on `loop`, which runs in another thread, from any loop; a caller that is cancelled
+    cancels it there and waits until it has ended."""
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    if here:
+        return await awaitable
+    if loop.is_closed() or not loop.is_running():
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # never to run: closed, not left to warn
+        raise SandboxOwnerLoopError(
+            "The owner loop that holds the sandbox's async connection is not running.",
+            why="the async connection lives on sqlsandbox's owner loop; it was stopped (or its thread "
+            "died) while the connection was in use, and the connection went with it.",
+            fix="nothing to do in the test: the next test gets a fresh connection on a new owner loop. "
+            "If this repeats, report it with the test's output.",
+        )
+    future = asyncio.run_coroutine_threadsafe(_await(awaitable), loop)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        future.cancel()
+        concurrent.futures.wait([future], timeout=IDLE_WAIT)  # the driver is idle before we go on
+        raise
+
+
+def call_in(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
+    """Run a plain function on `loop`'s thread and wait for it (a transport is not thread-safe); in place if
+    that loop is gone (nothing else touches its transport any more) or is the caller's."""
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    if here or loop.is_closed() or not loop.is_running():
+        return fn()
+
+    async def run() -> T:
+        return fn()
+
+    return asyncio.run_coroutine_threadsafe(run(), loop).result(IDLE_WAIT)
+
+
 class LoopProxy:
     """Stands in for a driver object that lives on the owner loop: its coroutine methods run there, the
     driver objects they return are proxied too, plain data passes as is.
@@ -127,43 +124,43 @@ class LoopProxy:
     A dialect (dialects/<family>.py) says which modules' objects are the driver's (`wrap`) and which of its
     plain methods must run on the owner loop's thread (`on_loop`: they touch the transport)."""
 
-    __slots__ = ("_sqlsandbox_on_loop", "_sqlsandbox_owner", "_sqlsandbox_target", "_sqlsandbox_wrap")
+    __slots__ = ("_sqlsandbox_loop", "_sqlsandbox_on_loop", "_sqlsandbox_target", "_sqlsandbox_wrap")
 
-    def __init__(self, target: Any, owner: OwnerLoop, wrap: tuple[str, ...], on_loop: frozenset[str]) -> None:
+    def __init__(
+        self, target: Any, loop: asyncio.AbstractEventLoop, wrap: tuple[str, ...], on_loop: frozenset[str]
+    ) -> None:
         object.__setattr__(self, "_sqlsandbox_target", target)
-        object.__setattr__(self, "_sqlsandbox_owner", owner)
+        object.__setattr__(self, "_sqlsandbox_loop", loop)  # the loop the target lives on
         object.__setattr__(self, "_sqlsandbox_wrap", wrap)
         object.__setattr__(self, "_sqlsandbox_on_loop", on_loop)
 
     def _sqlsandbox_proxy(self, value: Any) -> Any:
         module = type(value).__module__ or ""
         if value is not None and module.split(".")[0] in self._sqlsandbox_wrap and not isinstance(value, tuple):
-            return LoopProxy(value, self._sqlsandbox_owner, self._sqlsandbox_wrap, self._sqlsandbox_on_loop)
+            return LoopProxy(value, self._sqlsandbox_loop, self._sqlsandbox_wrap, self._sqlsandbox_on_loop)
         return value
 
     def __getattr__(self, name: str) -> Any:
         target = self._sqlsandbox_target
         attr = getattr(target, name)
-        owner = self._sqlsandbox_owner
+        loop = self._sqlsandbox_loop
         if inspect.iscoroutinefunction(attr):
 
             async def on_owner(*args: Any, **kwargs: Any) -> Any:
-                return self._sqlsandbox_proxy(await owner.run(attr(*args, **kwargs)))
+                return self._sqlsandbox_proxy(await run_on(loop, attr(*args, **kwargs)))
 
             return on_owner
         if callable(attr) and not isinstance(attr, type):
 
             def call(*args: Any, **kwargs: Any) -> Any:
                 if name in self._sqlsandbox_on_loop:
-                    result: list[Any] = []
-                    owner.call_soon(lambda: result.append(attr(*args, **kwargs)))
-                    value = result[0]
+                    value = call_in(loop, lambda: attr(*args, **kwargs))
                 else:
                     value = attr(*args, **kwargs)
                 if inspect.isawaitable(value) and not inspect.iscoroutine(value):
                     return self._sqlsandbox_proxy(value)  # a driver object that is also awaitable
                 if inspect.iscoroutine(value):
-                    return _on_owner(owner, value, self._sqlsandbox_proxy)
+                    return _on_loop(loop, value, self._sqlsandbox_proxy)
                 return self._sqlsandbox_proxy(value)
 
             return call
@@ -174,7 +171,7 @@ class LoopProxy:
 
     def __await__(self) -> Any:
         async def awaited() -> Any:
-            return self._sqlsandbox_proxy(await self._sqlsandbox_owner.run(self._sqlsandbox_target))
+            return self._sqlsandbox_proxy(await run_on(self._sqlsandbox_loop, self._sqlsandbox_target))
 
         return awaited().__await__()
 
@@ -182,5 +179,7 @@ class LoopProxy:
         return f"<on the owner loop: {self._sqlsandbox_target!r}>"
 
 
-async def _on_owner(owner: OwnerLoop, coro: Coroutine[Any, Any, Any], proxy: Callable[[Any], Any]) -> Any:
-    return proxy(await owner.run(coro))
+async def _on_loop(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], proxy: Callable[[Any], Any]
+) -> Any:
+    return proxy(await run_on(loop, coro))

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..drivers import Driver
 from ..marks import MARK, Mark
-from ..owner import LoopProxy, OwnerLoop
+from ..owner import LoopProxy, OwnerLoop, run_on
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
 
@@ -129,9 +129,10 @@ class PostgresProvisioner(ServerProvisioner):
         _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
 
         async def connect() -> Any:
-            raw = await owner.run(asyncpg.connect(**params))
+            loop = owner.loop
+            raw = await run_on(loop, asyncpg.connect(**params))
             # terminate() aborts the transport, which only its loop's thread may touch
-            return LoopProxy(raw, owner, ("asyncpg",), frozenset({"terminate"}))
+            return LoopProxy(raw, loop, ("asyncpg",), frozenset({"terminate"}))
 
         return connect
 
