@@ -40,7 +40,7 @@ class TestDatabase:
         self._no_async: DriverMissingError | None = None
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
-        """Run setup on every engine this database makes (event listeners of the guards)."""
+        """Run setup on every engine this database makes (the sandbox's engine events, events.py)."""
         self._listeners.append(setup)
         for engine in (self._sync, self._async.sync_engine if self._async else None):
             if engine is not None:

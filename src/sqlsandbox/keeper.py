@@ -1,8 +1,9 @@
 """The connection kept open between tests, so that a test pays for BEGIN and ROLLBACK, not for a connect.
 
-A sync connection is kept as is. An async one belongs to the loop that made it: it is kept for the next test
-on that loop, and an idle one whose loop is not running now is *retired*, to be closed on that loop later
-(dropped instead, the garbage collector would find it, and SQLAlchemy warns of a non-checked-in connection).
+A sync connection is kept as is, and so is an async one that serves every loop (kept under the owner loop,
+see owner.py). Any other async one belongs to the loop that made it: it is kept for the next test on that
+loop, and an idle one whose loop is not running now is *retired*, to be closed on that loop later (dropped
+instead, the garbage collector would find it, and SQLAlchemy warns of a non-checked-in connection).
 With seed layers active, the kept connection holds their open transaction (see layers.py).
 """
 

@@ -1,9 +1,10 @@
 """The per-test sandbox: one connection, an outer transaction that is always rolled back, joined units of work.
 
-The connection is opened lazily, by the first thing that uses the database, in that caller's thread or event
-loop: so the same fixtures serve sync tests, pytest-asyncio (any loop scope) and anyio, and an async driver
-connection is always made on the loop that will use it. Statements are guarded by the engine events
-(events.py); what is kept between tests by the RootKeeper (keeper.py); seed layers are in layers.py.
+The connection is opened lazily, by the first thing that uses the database: so the same fixtures serve sync
+tests, pytest-asyncio (any loop scope) and anyio. A sync connection serves every thread of the test; an async
+one every event loop where its driver allows it (owner.py), else the loop that opened it. Statements are
+guarded by the engine events (events.py) and take turns in the unit stack (units.py); what is kept between
+tests by the RootKeeper (keeper.py); seed layers are in layers.py.
 """
 
 from __future__ import annotations
