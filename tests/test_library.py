@@ -164,3 +164,13 @@ def test_a_bind_entry_of_the_wrong_kind_is_one_error_at_start(pytester: pytest.P
         ["ERROR: sqlsandbox: sqlsandbox_bind entry 'myapp:settings' is {'url': 'sqlite://'} (a dict), *"]
     )
     assert "UnboundLocalError" not in result.stdout.str() + result.stderr.str()
+
+
+def test_run_takes_settings_and_keywords_the_keywords_winning() -> None:
+    from sqlsandbox import ConfigError, Run, Settings
+
+    run = Run(Settings(url="sqlite:///a.db", lock_timeout=3.0), url="sqlite:///b.db", bind=[], run_id="r-1/x")
+    assert (run.settings.url, run.settings.lock_timeout, run.settings.bind) == ("sqlite:///b.db", 3.0, ())
+    assert run.run_id == "r1x"  # part of database names and marks: letters and digits only
+    with pytest.raises(ConfigError, match="unknown setting among urll"):
+        Run(urll="sqlite://")
