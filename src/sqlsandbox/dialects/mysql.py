@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..drivers import Driver
 from ..marks import DROPPING, MARKER_TABLE, Mark
+from ..owner import LoopProxy, OwnerLoop, run_on
 from ..sqltext import LEADING_COMMENTS, is_transaction_control
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
@@ -221,6 +222,26 @@ class MySQLProvisioner(ServerProvisioner):
             self._drop_database(conn, other)
 
     # ---- quirks ---------------------------------------------------------------------------------------
+    @classmethod
+    def loop_free(cls, async_driver: str) -> bool:
+        return async_driver == "asyncmy"
+
+    @classmethod
+    def async_creator(cls, url: URL, owner: OwnerLoop) -> Callable[[], Awaitable[Any]] | None:
+        if url.get_driver_name() != "asyncmy":
+            return None  # aiomysql: not proxied yet
+        import asyncmy
+
+        _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
+
+        async def connect() -> Any:
+            loop = owner.loop
+            raw = await run_on(loop, asyncmy.connect(**params))
+            # close() (not awaited) closes the transport, which only its loop's thread may touch
+            return LoopProxy(raw, loop, ("asyncmy",), frozenset({"close"}))
+
+        return connect
+
     @classmethod
     def ends_transaction(cls, statement: str) -> bool:
         return is_transaction_control(statement) or _IMPLICIT_COMMIT.match(statement) is not None
