@@ -87,10 +87,6 @@ class Mark:
         return dataclasses.replace(self, at=float(int(at)))
 
     @property
-    def is_template(self) -> bool:
-        return bool(self.state)
-
-    @property
     def is_ready(self) -> bool:
         """A template to clone."""
         return self.state == READY

@@ -16,7 +16,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from .errors import SandboxOwnerLoopError
@@ -52,10 +52,6 @@ class OwnerLoop:
                 ready.wait()
                 self._loop = loop
             return self._loop
-
-    async def run(self, awaitable: Awaitable[T]) -> T:
-        """Await `awaitable` on the owner loop (started if need be), from any loop."""
-        return await run_on(self.loop, awaitable)
 
     def stop(self) -> None:
         with self._mutex:
@@ -115,6 +111,22 @@ def call_in(loop: asyncio.AbstractEventLoop, fn: Callable[[], T]) -> T:
         return fn()
 
     return asyncio.run_coroutine_threadsafe(run(), loop).result(IDLE_WAIT)
+
+
+def proxied_creator(
+    owner: OwnerLoop, connect: Callable[..., Awaitable[Any]], params: Mapping[str, Any], on_loop: frozenset[str]
+) -> Callable[[], Awaitable[Any]]:
+    """create_async_engine()'s async_creator for a driver whose connection lives on the owner loop: `connect`
+    (the driver's) runs there with `params`, and the connection comes back behind a LoopProxy that wraps the
+    objects of the driver's own package."""
+    package = (connect.__module__ or "").split(".")[0]
+
+    async def create() -> Any:
+        loop = owner.loop
+        raw = await run_on(loop, connect(**params))
+        return LoopProxy(raw, loop, (package,), on_loop)
+
+    return create
 
 
 class LoopProxy:

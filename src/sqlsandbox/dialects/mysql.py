@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..drivers import Driver
 from ..marks import DROPPING, MARKER_TABLE, Mark
-from ..owner import LoopProxy, OwnerLoop, run_on
+from ..owner import OwnerLoop, proxied_creator
 from ..sqltext import LEADING_COMMENTS, is_transaction_control
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
@@ -233,14 +233,8 @@ class MySQLProvisioner(ServerProvisioner):
         import asyncmy
 
         _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
-
-        async def connect() -> Any:
-            loop = owner.loop
-            raw = await run_on(loop, asyncmy.connect(**params))
-            # close() (not awaited) closes the transport, which only its loop's thread may touch
-            return LoopProxy(raw, loop, ("asyncmy",), frozenset({"close"}))
-
-        return connect
+        # close() (not awaited) closes the transport, which only its loop's thread may touch
+        return proxied_creator(owner, asyncmy.connect, params, frozenset({"close"}))
 
     @classmethod
     def ends_transaction(cls, statement: str) -> bool:

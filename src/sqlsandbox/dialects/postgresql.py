@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..drivers import Driver
 from ..marks import MARK, Mark
-from ..owner import LoopProxy, OwnerLoop, run_on
+from ..owner import OwnerLoop, proxied_creator
 from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
 
 
@@ -127,14 +127,8 @@ class PostgresProvisioner(ServerProvisioner):
         import asyncpg  # type: ignore[import-untyped]
 
         _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
-
-        async def connect() -> Any:
-            loop = owner.loop
-            raw = await run_on(loop, asyncpg.connect(**params))
-            # terminate() aborts the transport, which only its loop's thread may touch
-            return LoopProxy(raw, loop, ("asyncpg",), frozenset({"terminate"}))
-
-        return connect
+        # terminate() aborts the transport, which only its loop's thread may touch
+        return proxied_creator(owner, asyncpg.connect, params, frozenset({"terminate"}))
 
     @classmethod
     def empty_tables(cls, conn: Connection, names: list[str]) -> None:
