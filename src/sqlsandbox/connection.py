@@ -9,7 +9,9 @@ committed, and everything is gone when the test's sandbox rolls back.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+import select
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.exc import ResourceClosedError
@@ -131,3 +133,40 @@ def discard(root: Connection) -> None:
             # checked back in as invalid, so that the garbage collector does not find (and warn of) it
             with contextlib.suppress(Exception):
                 fairy.invalidate()
+
+
+def idle_root_alive(root: Connection, socket_of: Callable[[Any], int | None]) -> bool:
+    """Whether a connection kept idle between tests is still usable: a connection killed from outside
+    (pg_terminate_backend, KILL, a server restart) would fail the next test at its first SAVEPOINT.
+
+    An idle connection's socket has nothing to read, so checking it costs no round trip; only when
+    something did arrive (the server's goodbye, or a stray notice) is the server asked, once."""
+    fairy = root._dbapi_connection
+    if root.invalidated or fairy is None or fairy.dbapi_connection is None:
+        return False
+    try:
+        fd = socket_of(fairy.driver_connection)
+    except Exception:  # the driver's insides are not what we know: ask the server
+        fd = -2
+    if fd is None:
+        return True  # nothing to lose between tests (SQLite)
+    if fd == -1:
+        return False
+    if fd >= 0 and not _has_input(fd):
+        return True
+    try:
+        return bool(root.dialect.do_ping(fairy.dbapi_connection))
+    except Exception:
+        return False
+
+
+def _has_input(fd: int) -> bool:
+    """Whether the socket has something to read (or was closed), without waiting."""
+    try:
+        if hasattr(select, "poll"):  # select() cannot take descriptors above 1023
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True  # let the server decide

@@ -24,7 +24,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from .binding import Bindings
 from .callsite import call_site
 from .committed import CommittedMode
-from .connection import JoinedConnection, discard
+from .connection import JoinedConnection, discard, idle_root_alive
 from .errors import SandboxClosedError, SandboxError, SandboxLoopError
 from .faults import Faults
 from .keeper import RootKeeper
@@ -321,6 +321,9 @@ class Sandbox:
                 "or use a sync test with db_session.",
             )
         root = self._keeper.take(flavor, loop, self.nodeid)
+        if root is not None and not idle_root_alive(root, self.db.provisioner.socket_of):
+            self._lost_between_tests(root)
+            root = None
         if root is None:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
@@ -328,6 +331,21 @@ class Sandbox:
         # The outer transaction: never committed, rolled back at the end. Above seed layers (whose
         # transaction the kept connection holds open) it is a savepoint, so only this test's work goes.
         self._outer = root.begin_nested() if root.in_transaction() else root.begin()
+
+    def _lost_between_tests(self, root: Connection) -> None:
+        """The kept connection died while idle (killed from outside, a server restart): this test starts
+        on a fresh one. Seed layers lived in its transaction; a test that needs them cannot run."""
+        layers = [layer.name for layer in self._keeper.layers]
+        discard(root)
+        self._keeper.layers.lose()
+        if layers:
+            raise SandboxError(
+                f"The sandbox connection was closed from outside between tests, and with it the seed "
+                f"layers {', '.join(map(repr, layers))} this test runs on.",
+                why="a seed layer's rows live in the open transaction of the kept connection.",
+                fix="find what closes the test database's connections (a pg_terminate_backend / KILL, "
+                "a server restart, an idle timeout); the next test that asks for the layers seeds them again.",
+            )
 
     def _replace_dead_root(self) -> None:
         """After a disconnect (a fault, or the server went away) start over on a fresh connection: the

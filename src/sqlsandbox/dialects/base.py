@@ -295,6 +295,21 @@ class Provisioner:
         base: Callable[..., BaseException] = getattr(dialect.loaded_dbapi, class_name)
         return base(message)
 
+    # the kept connection's health between tests (connection.idle_root_alive)
+    @classmethod
+    def socket_of(cls, driver_connection: Any) -> int | None:
+        """The file descriptor of the driver connection's socket, -1 once the driver knows it is closed;
+        None where there is no socket to lose (SQLite)."""
+        return None
+
+
+def transport_fd(transport: Any) -> int:
+    """An asyncio transport's socket descriptor, -1 once it is closed (asyncpg, asyncmy)."""
+    if transport is None or transport.is_closing():
+        return -1
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
+
 
 def _build_or_drop(db: TestDatabase, build: Callable[[TestDatabase], None]) -> None:
     try:

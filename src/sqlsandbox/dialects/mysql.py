@@ -16,7 +16,7 @@ from ..drivers import Driver
 from ..marks import DROPPING, MARKER_TABLE, Mark
 from ..owner import OwnerLoop, proxied_creator
 from ..sqltext import LEADING_COMMENTS, is_transaction_control
-from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
+from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin, transport_fd
 
 # MariaDB/MySQL commit the open transaction implicitly before these.
 _IMPLICIT_COMMIT = re.compile(
@@ -266,3 +266,12 @@ class MySQLProvisioner(ServerProvisioner):
     ) -> BaseException:
         base: Callable[..., BaseException] = getattr(dialect.loaded_dbapi, class_name)
         return base(errno, message)
+
+    @classmethod
+    def socket_of(cls, driver_connection: Any) -> int | None:
+        if hasattr(driver_connection, "_transport"):  # asyncmy, aiomysql
+            return transport_fd(driver_connection._transport)
+        sock = getattr(driver_connection, "_sock", None)  # pymysql; mysqlclient has none we can reach
+        if sock is None:
+            return -1 if hasattr(driver_connection, "_sock") else None
+        return int(sock.fileno())

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from ..drivers import Driver
 from ..marks import MARK, Mark
 from ..owner import OwnerLoop, proxied_creator
-from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin
+from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin, transport_fd
 
 
 class PostgresProvisioner(ServerProvisioner):
@@ -157,3 +157,9 @@ class PostgresProvisioner(ServerProvisioner):
 
             return psycopg.errors.lookup(sqlstate)(message)
         return super().driver_error(dialect, class_name, message, sqlstate, errno)
+
+    @classmethod
+    def socket_of(cls, driver_connection: Any) -> int | None:
+        if hasattr(driver_connection, "is_closed"):  # asyncpg
+            return -1 if driver_connection.is_closed() else transport_fd(driver_connection._transport)
+        return -1 if driver_connection.closed else int(driver_connection.fileno())  # psycopg
