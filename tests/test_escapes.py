@@ -110,3 +110,137 @@ def test_a_connection_killed_between_tests_is_replaced_before_the_next_test(inne
     )
     result = run_in_order(inner)
     result.assert_outcomes(passed=6)
+
+
+SEEDED = """
+from sqlalchemy import DDL, event
+from appmodels import Item
+
+# a row the schema build seeds, as a migration's data step would: it must survive every clean-up
+event.listen(Item.__table__, "after_create", DDL("INSERT INTO items (name) VALUES ('seed')"))
+"""
+
+
+@pytest.fixture
+def seeded(inner: pytest.Pytester) -> pytest.Pytester:
+    inner.makepyfile(seeds=SEEDED)
+    inner.makeconftest("import seeds  # noqa: F401\n")
+    return inner
+
+
+def test_driver_level_commits_fail_their_test_and_are_undone(seeded: pytest.Pytester) -> None:
+    seeded.makepyfile(
+        """
+        import pytest
+        from sqlalchemy import select, text, update
+        from sqlsandbox import SandboxEscapeError
+        from appmodels import Item
+
+        def names(session):
+            return sorted(session.scalars(select(Item.name)))
+
+        def test_1_dbapi_commit(db_session):
+            db_session.add(Item(name="one"))
+            db_session.execute(update(Item).where(Item.name == "seed").values(name="changed"))
+            db_session.flush()
+            db_session.connection().connection.dbapi_connection.commit()
+
+        def test_2_clean(db_session):
+            assert names(db_session) == ["seed"]
+
+        def test_3_raw_cursor_commit_then_more_work(db_session):
+            db_session.add(Item(name="three"))
+            db_session.flush()
+            cursor = db_session.connection().connection.dbapi_connection.cursor()
+            cursor.execute("COMMIT")
+            cursor.close()
+            with pytest.raises(SandboxEscapeError, match="ended past SQLAlchemy after"):
+                db_session.execute(select(Item)).all()
+
+        def test_4_clean(db_session):
+            assert names(db_session) == ["seed"]
+
+        def test_5_multi_statement_string(db_session):
+            db_session.add(Item(name="five"))
+            db_session.flush()
+            with pytest.raises(SandboxEscapeError, match="one of the statements in"):
+                db_session.connection().exec_driver_sql("select 1; commit; select 2")
+
+        async def test_6_async_driver_commit(async_db_session):
+            async_db_session.add(Item(name="six"))
+            await async_db_session.flush()
+            conn = await async_db_session.connection()
+            await conn.run_sync(lambda c: c.connection.dbapi_connection.commit())
+
+        def test_7_clean(db_session):
+            assert names(db_session) == ["seed"]
+        """
+    )
+    result = run_in_order(seeded, "-rA")
+    out = result.stdout.str()
+    # 1, 3 and 6 fail at teardown; 5 was refused before its COMMIT ran, and fails there too
+    result.assert_outcomes(passed=7, errors=4)
+    for name in ("test_1_dbapi_commit", "test_3_raw_cursor", "test_5_multi", "test_6_async_driver_commit"):
+        assert f"ERROR at teardown of {name}" in out, out
+    assert "by the end of the test: what the test wrote until then was committed for real" in out
+    committed_past = [line for line in out.splitlines() if line.startswith("COMMITTED PAST THE SANDBOX: ")]
+    assert [line.split("::")[1] for line in committed_past] == [
+        "test_1_dbapi_commit (tables put back: items)",
+        "test_3_raw_cursor_commit_then_more_work (tables put back: items)",
+        "test_6_async_driver_commit (tables put back: items)",
+    ]
+    assert "LEAK" not in out and "Every table is as the schema build left it." in out
+
+
+def family() -> str:
+    url = os.environ.get("SQLSANDBOX_URL", "")
+    if url.startswith("postgres"):
+        return "postgresql"
+    return "mysql" if url.startswith(("mysql", "mariadb")) else "sqlite"
+
+
+# per database: a session setting one test changes, how a later test reads it, and its value untouched
+SESSION_STATE = {
+    "mysql": [
+        ("SET SESSION TRANSACTION READ ONLY", "SELECT 1", 1),  # the later test's write is the proof
+        ("SET time_zone = '+05:00'", "SELECT @@SESSION.time_zone", "SYSTEM"),
+        ("SET SESSION sql_mode = 'ANSI_QUOTES'", "SELECT @@SESSION.sql_mode LIKE '%%ANSI_QUOTES%%'", 0),
+        ("SET foreign_key_checks = 0", "SELECT @@SESSION.foreign_key_checks", 1),
+        ("SET @leftover = 1", "SELECT @leftover", None),
+    ],
+    "sqlite": [
+        ("PRAGMA case_sensitive_like = 1", "SELECT 'a' LIKE 'A'", 1),
+        ("PRAGMA recursive_triggers = ON", "PRAGMA recursive_triggers", 0),
+    ],
+    # PostgreSQL's SET is transactional: the sandbox's rollback undoes it, session-level or not
+    "postgresql": [
+        ("SET SESSION statement_timeout = '1234ms'", "SELECT current_setting('statement_timeout')", "0"),
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "SHOW default_transaction_read_only", "off"),
+    ],
+}
+
+
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_session_settings_do_not_outlive_their_test(inner: pytest.Pytester, flavor: str) -> None:
+    cases = SESSION_STATE[family()]
+    lines = ["from sqlalchemy import select, text", "from appmodels import Item", f"CASES = {cases!r}", ""]
+    for index, (change, read, _) in enumerate(cases):
+        if flavor == "sync":
+            lines += [
+                f"def test_{index}_a_changes_it(db_connection):",
+                f"    db_connection.exec_driver_sql({change!r})",
+                f"def test_{index}_b_sees_the_default_and_can_write(db_session):",
+                f"    assert db_session.connection().exec_driver_sql({read!r}).scalar() == CASES[{index}][2]",
+                "    db_session.add(Item(name='w')); db_session.commit()",
+            ]
+        else:
+            lines += [
+                f"async def test_{index}_a_changes_it(async_db_connection):",
+                f"    await async_db_connection.exec_driver_sql({change!r})",
+                f"async def test_{index}_b_sees_the_default_and_can_write(async_db_session):",
+                "    conn = await async_db_session.connection()",
+                f"    assert (await conn.exec_driver_sql({read!r})).scalar() == CASES[{index}][2]",
+                "    async_db_session.add(Item(name='w')); await async_db_session.commit()",
+            ]
+    inner.makepyfile("\n".join(lines) + "\n")
+    run_in_order(inner).assert_outcomes(passed=2 * len(cases))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, Table, func, select
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -35,6 +35,7 @@ class TestDatabase:
         self._async: AsyncEngine | None = None
         self._listeners: list[Callable[[Engine], None]] = []
         self.baseline: dict[str, int] = {}
+        self.seeded: dict[str, list[dict[str, Any]]] = {}  # the schema build's rows, per table
         self._has_sync: bool | None = None
         self.owner = OwnerLoop()  # started at the first async connection that lives there
         self._no_async: DriverMissingError | None = None
@@ -165,9 +166,39 @@ class TestDatabase:
         self.run(create)
 
     def record_baseline(self, metadatas: Iterable[MetaData]) -> None:
-        """The row count per table now (seed rows of migrations included), for the end-of-run check."""
-        metas = list(metadatas)
-        self.baseline = self.run(lambda conn: _counts(conn, metas))
+        """The row count per table now (seed rows of migrations included), for the end-of-run check, and
+        the seeded rows themselves, to put back after a test that committed past its sandbox."""
+        tables = _tables(metadatas)
+
+        def read(conn: Connection) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
+            counts = _counts(conn, tables)
+            seeded = {t.fullname: _rows(conn, t) for t in tables if 0 < counts[t.fullname] <= SEED_ROWS_KEPT}
+            return counts, seeded
+
+        self.baseline, self.seeded = self.run(read)
+
+    def restore_baseline(self, metadatas: Iterable[MetaData]) -> list[str]:
+        """Put every table back as the schema build left it: those that gained rows are emptied, seeded ones
+        refilled with their seed rows. For a test that committed past its sandbox; returns what changed."""
+        tables = _tables(metadatas)
+
+        def work(conn: Connection) -> list[str]:
+            counts = _counts(conn, tables)
+            changed = [
+                t
+                for t in tables
+                if counts[t.fullname] != self.baseline.get(t.fullname, 0)
+                or (t.fullname in self.seeded and not _same_rows(_rows(conn, t), self.seeded[t.fullname]))
+            ]
+            for table in reversed(changed):  # children first: foreign keys hold at every step
+                if table.fullname in self.seeded or not self.baseline.get(table.fullname):
+                    conn.execute(table.delete())
+            for table in changed:
+                if self.seeded.get(table.fullname):
+                    conn.execute(table.insert(), self.seeded[table.fullname])
+            return [t.fullname for t in changed]
+
+        return list(self.run(work))
 
     def clean_tables(self, names: list[str]) -> None:
         """Empty these tables and restart their identity sequences (committed-mode clean-up)."""
@@ -175,8 +206,8 @@ class TestDatabase:
 
     def leftovers(self, metadatas: Iterable[MetaData]) -> dict[str, tuple[int, int]]:
         """Tables whose row count differs from the one the schema build left: {table: (before, now)}."""
-        metas = list(metadatas)
-        now = self.run(lambda conn: _counts(conn, metas))
+        tables = _tables(metadatas)
+        now = self.run(lambda conn: _counts(conn, tables))
         return {
             table: (self.baseline.get(table, 0), count)
             for table, count in now.items()
@@ -195,9 +226,24 @@ class TestDatabase:
         self.provisioner.drop(self.url)
 
 
-def _counts(conn: Connection, metadatas: list[MetaData]) -> dict[str, int]:
+# tables with more seed rows than this are counted, not copied: they cannot be put back after an escape
+SEED_ROWS_KEPT = 10_000
+
+
+def _tables(metadatas: Iterable[MetaData]) -> list[Table]:
+    return [table for metadata in metadatas for table in metadata.sorted_tables]
+
+
+def _rows(conn: Connection, table: Table) -> list[dict[str, Any]]:
+    return [{c.key: row._mapping[c] for c in table.columns} for row in conn.execute(select(table))]
+
+
+def _same_rows(now: list[dict[str, Any]], then: list[dict[str, Any]]) -> bool:
+    return sorted(map(repr, now)) == sorted(map(repr, then))
+
+
+def _counts(conn: Connection, tables: list[Table]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for metadata in metadatas:
-        for table in metadata.sorted_tables:
-            counts[table.fullname] = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    for table in tables:
+        counts[table.fullname] = conn.execute(select(func.count()).select_from(table)).scalar_one()
     return counts

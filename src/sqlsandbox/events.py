@@ -26,7 +26,7 @@ from .callsite import call_site
 from .connection import JoinedConnection
 from .errors import SandboxEscapeError
 from .loops import loop_mismatch
-from .sqltext import is_plain_read, is_unit_sql, is_write, verb
+from .sqltext import is_plain_read, is_transaction_control, is_unit_sql, is_write, verb
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -61,16 +61,13 @@ def _before_cursor_execute(
 
 
 def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -> None:
-    if box.db.provisioner.ends_transaction(statement):
-        message = f"{verb(statement)} issued as SQL at {call_site(3)} would end the sandbox's transaction."
-        box._problem(message)
-        raise SandboxEscapeError(
-            message,
-            why="the test's work lives in one outer transaction that is rolled back at the end; "
-            "a raw COMMIT would write it to the test database for good.",
-            fix="use session.commit() / connection.commit(): inside the sandbox they release a "
-            "savepoint, exactly as a commit looks to the code under test.",
-        )
+    ender = box.db.provisioner.ends_transaction(statement)
+    if ender is not None:
+        raise _refused(box, statement, ender)
+    if box._driver_began:
+        box._check_outer_open(call_site(4))
+    if not box.session_changed and box.db.provisioner.changes_session(statement):
+        box.session_changed = True
     if box._loop is not None and not box._loop_free:  # else it serves every thread and loop
         mismatch = loop_mismatch(box._loop, lambda: call_site(5))
         if mismatch is not None:
@@ -87,12 +84,52 @@ def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -
         context._sqlsandbox_started = time.perf_counter()
 
 
+def _refused(box: Sandbox, statement: str, ender: str) -> SandboxEscapeError:
+    """The error for a statement that would end the outer transaction, said for what it is."""
+    among = f" (one of the statements in `{_short(statement)}`)" if ender.strip() != statement.strip() else ""
+    if is_transaction_control(ender):
+        message = f"{verb(ender)} issued as SQL{among} at {call_site(4)} would end the sandbox's transaction."
+        why = (
+            "the test's work lives in one outer transaction that is rolled back at the end; a raw "
+            f"{verb(ender)} would end it, and a COMMIT write the test's work to the test database for good."
+        )
+        fix = (
+            "use session.commit() / connection.commit() (or rollback()): inside the sandbox they release "
+            "(or roll back to) a savepoint, exactly as a commit looks to the code under test."
+        )
+    else:
+        message = (
+            f"{verb(ender)} issued as SQL{among} at {call_site(4)} would commit the sandbox's transaction: "
+            "MariaDB and MySQL commit implicitly before it."
+        )
+        why = (
+            "MariaDB and MySQL commit the open transaction before DDL (CREATE, ALTER, DROP, RENAME, "
+            "TRUNCATE) and LOCK TABLES; no savepoint can hold it, so the test's work would be written "
+            "for good."
+        )
+        fix = (
+            "build the schema in sqlsandbox_metadata or your migrations (sqlsandbox_alembic), not in the "
+            "test; empty a table with DELETE instead of TRUNCATE; use a TEMPORARY table for scratch data "
+            "(CREATE TEMPORARY TABLE does not commit); or mark the test "
+            "@pytest.mark.sqlsandbox(committed=True) to run its DDL for real."
+        )
+    box._problem(message)
+    return SandboxEscapeError(message, why=why, fix=fix)
+
+
+def _short(statement: str) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= 60 else flat[:57] + "..."
+
+
 def _after_cursor_execute(
     conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
 ) -> None:
     box = sandbox_mod.active()
     if box is None or context is None:
         return
+    if isinstance(conn, JoinedConnection) and box.committed_mode is None:
+        box._saw_statement(statement)
     if getattr(context, "_sqlsandbox_locked", False):
         context._sqlsandbox_locked = False
         box.units.after_statement()

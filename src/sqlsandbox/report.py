@@ -18,6 +18,8 @@ class Report:
     problems: int = 0
     # per test that used the database: (name, statements, sandbox set-up + tear-down seconds)
     per_test: list[tuple[str, int, float]] = field(default_factory=list)
+    # tests that ended their outer transaction past SQLAlchemy: (name, tables put back)
+    escapes: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def record(self, box: Sandbox, overhead: float) -> None:
         """Count a closed sandbox (one that never touched the database counts only its problems)."""
@@ -27,6 +29,8 @@ class Report:
         self.problems += len(box.problems)
         if used:
             self.per_test.append((box.nodeid, box.statements, overhead))
+        if box.escaped is not None:
+            self.escapes.append((box.nodeid, box.restored))
 
     def lines(self, run: Run, verbose: bool) -> list[tuple[str, bool]]:
         """The report's lines, each with whether it is bad news (shown in red)."""
@@ -64,9 +68,21 @@ class Report:
             out.append((f"Cleaned up after killed runs ({len(stale)}): {', '.join(stale)}", False))
         if run.finish_error:
             out.append((f"The end-of-run check failed: {run.finish_error}", True))
+        for name, tables in self.escapes:
+            put_back = f"tables put back: {', '.join(tables)}" if tables else "it had written nothing"
+            out.append((f"COMMITTED PAST THE SANDBOX: {name} ({put_back})", True))
         for table, (before, now) in sorted(run.leftovers.items()):
             out.append(
                 (f"LEAK: table {table} has {now} row(s) after the run, {before} after the schema build", True)
+            )
+        if run.leftovers and not self.escapes:
+            out.append(
+                (
+                    "  No test was caught ending its transaction: look for a connection made past "
+                    "the sandbox (an engine of the test's own on the test database's URL, a raw driver "
+                    "connection).",
+                    True,
+                )
             )
         if run.metadatas and not run.leftovers:
             out.append(("Every table is as the schema build left it.", False))

@@ -25,7 +25,7 @@ from .binding import Bindings
 from .callsite import call_site
 from .committed import CommittedMode
 from .connection import JoinedConnection, discard, idle_root_alive
-from .errors import SandboxClosedError, SandboxError, SandboxLoopError
+from .errors import SandboxClosedError, SandboxError, SandboxEscapeError, SandboxLoopError
 from .faults import Faults
 from .keeper import RootKeeper
 from .loops import in_greenlet, loop_mismatch, run_on_idle_loop, running_loop
@@ -77,6 +77,12 @@ class Sandbox:
         self._closing = False
         self.closed = False
         self._root_dead = False
+        # set once the driver reports the outer transaction open; from then on it must stay open
+        self._driver_began = False
+        self._last_statement = ""
+        self.session_changed = False  # a statement changed session state a rollback does not undo
+        self.escaped: str | None = None  # how the outer transaction ended past SQLAlchemy, if it did
+        self.restored: list[str] = []  # the tables put back as the schema build left them, after an escape
         self.bindings = Bindings(self)
         self.faults = Faults(self)
         self._faults_armed = False
@@ -171,6 +177,8 @@ class Sandbox:
                 self._finish_root_anywhere()
         finally:
             self._let_go()
+        if self.escaped is not None:  # what it committed for real must not reach the next test
+            self.restored = self.db.restore_baseline(self._metadatas)
         if self.problems:
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
 
@@ -194,11 +202,19 @@ class Sandbox:
             discard(root)
 
     def _finish_root(self) -> None:
+        if self._driver_began:
+            self._check_outer_open(None)
         root, self._root = self._root, None
         assert root is not None and self._flavor is not None
         self.units.clear()
         try:
             if root.invalidated or self._root_dead:
+                root.close()
+                self._keeper.layers.lose()
+                return
+            if self.escaped is not None or self.session_changed:
+                # its transaction is gone, or its settings (SET, PRAGMA) would reach the next test: that
+                # one starts on a fresh connection (and seed layers, which lived in this one, seed again)
                 root.close()
                 self._keeper.layers.lose()
                 return
@@ -232,6 +248,51 @@ class Sandbox:
             # past SQLAlchemy, a dead connection is not noticed for us: the next use starts a fresh one
             self._root_dead = True
             raise
+
+    def _saw_statement(self, statement: str) -> None:
+        """After each statement of the test: remember it, and notice when the driver's transaction opens."""
+        self._last_statement = statement
+        if not self._driver_began and self._root is not None:
+            driver = self._root.connection.driver_connection
+            self._driver_began = bool(self.db.provisioner.in_transaction(driver))
+
+    def _check_outer_open(self, next_site: str | None) -> None:
+        """Fail the test if its outer transaction ended past SQLAlchemy (a driver-level commit) since the
+        last statement: found before the next statement (next_site), or at teardown (None)."""
+        root = self._root
+        if root is None or self._root_dead or root.invalidated or self.escaped is not None:
+            return
+        driver, quirks = root.connection.driver_connection, self.db.provisioner
+        if quirks.in_transaction(driver) is not False:
+            return
+        if quirks.socket_of(driver) == -1:  # the connection died (a disconnect fault, a kill): not an escape
+            self._root_dead = True
+            return
+        last = " ".join(self._last_statement.split())
+        last = last if len(last) <= 60 else last[:57] + "..."
+        when = f"before the statement at {next_site}" if next_site else "by the end of the test"
+        self.escaped = (
+            f"The sandbox's outer transaction was ended past SQLAlchemy after `{last}` and {when}: what "
+            "the test wrote until then was committed for real."
+        )
+        self._problem(
+            f"{self.escaped}\n  A commit on the driver connection (dbapi_connection.commit(), "
+            "driver_connection.commit(), a raw cursor's COMMIT) ends the transaction the sandbox rolls back. "
+            "Commit through the session or connection instead (inside the sandbox that releases a "
+            "savepoint), or mark the test @pytest.mark.sqlsandbox(committed=True) if the code under test "
+            "must commit on the driver. The tables were put back as the schema build left them, so later "
+            "tests start clean."
+        )
+        if next_site is not None:
+            raise SandboxEscapeError(
+                self.escaped,
+                why="a commit on the driver connection (dbapi_connection.commit(), "
+                "driver_connection.commit(), a raw cursor's COMMIT) ends the one transaction the sandbox "
+                "rolls back.",
+                fix="commit through the session or connection (inside the sandbox that releases a "
+                "savepoint), or mark the test @pytest.mark.sqlsandbox(committed=True) if the code under "
+                "test must commit on the driver.",
+            )
 
     def _next_savepoint_name(self) -> str:
         return f"sqlsandbox_sp_{next(_savepoint_names)}"
@@ -327,6 +388,7 @@ class Sandbox:
         if root is None:
             root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
+        self._driver_began = False  # a new connection: its transaction opens at its first statement
         root._sqlsandbox_root = True  # type: ignore[attr-defined]
         # The outer transaction: never committed, rolled back at the end. Above seed layers (whose
         # transaction the kept connection holds open) it is a savepoint, so only this test's work goes.

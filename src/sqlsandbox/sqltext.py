@@ -25,6 +25,25 @@ _NAMED_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+" + _NAME, re.I)
 _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "EXPLAIN", "SET ")
 
 
+# what a `;` inside does not end: quoted strings and names, comments, PostgreSQL's dollar-quoted bodies
+_NOT_A_SEPARATOR = re.compile(
+    r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|(\$\w*\$).*?\1|;""", re.S
+)
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a multi-statement string (drivers run `select 1; commit; select 2` whole)."""
+    if ";" not in sql:
+        return [sql]
+    found, start = [], 0
+    for match in _NOT_A_SEPARATOR.finditer(sql):
+        if match.group(0) == ";":
+            found.append(sql[start : match.start()])
+            start = match.end()
+    found.append(sql[start:])
+    return [part for part in found if part.strip()] or [sql]
+
+
 def is_transaction_control(statement: str) -> bool:
     """COMMIT, ROLLBACK (not to a savepoint), BEGIN and their synonyms."""
     return _TXN_CONTROL.match(statement) is not None

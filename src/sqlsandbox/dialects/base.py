@@ -24,7 +24,7 @@ from ..drivers import Driver
 from ..errors import NotOurDatabaseError, ServerUnreachableError
 from ..marks import Mark
 from ..owner import OwnerLoop
-from ..sqltext import is_transaction_control
+from ..sqltext import is_transaction_control, statements
 from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
 
 T = TypeVar("T")
@@ -243,8 +243,13 @@ class Provisioner:
         return {}
 
     @classmethod
-    def ends_transaction(cls, statement: str) -> bool:
-        """Whether the statement would end the sandbox's outer transaction."""
+    def ends_transaction(cls, statement: str) -> str | None:
+        """The statement, or the one among several in one string, that would end the sandbox's outer
+        transaction; None if none would."""
+        return next((part for part in statements(statement) if cls._ends(part)), None)
+
+    @classmethod
+    def _ends(cls, statement: str) -> bool:
         return is_transaction_control(statement)
 
     @classmethod
@@ -294,6 +299,18 @@ class Provisioner:
         """An instance of the driver's own exception class."""
         base: Callable[..., BaseException] = getattr(dialect.loaded_dbapi, class_name)
         return base(message)
+
+    @classmethod
+    def changes_session(cls, statement: str) -> bool:
+        """Whether the statement changes the connection's session state in a way the outer rollback does
+        not undo (MariaDB's SET, SQLite's PRAGMA): the test's connection is then not kept for the next."""
+        return False
+
+    @classmethod
+    def in_transaction(cls, driver_connection: Any) -> bool | None:
+        """What the driver says: is a transaction open on this connection? None: it cannot tell. How an
+        outer transaction ended past SQLAlchemy (a driver-level commit) is noticed (events.py)."""
+        return None
 
     # the kept connection's health between tests (connection.idle_root_alive)
     @classmethod

@@ -21,9 +21,14 @@ from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run
 # MariaDB/MySQL commit the open transaction implicitly before these.
 _IMPLICIT_COMMIT = re.compile(
     LEADING_COMMENTS
-    + r"(CREATE|ALTER|DROP|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK|SET\s+(?:SESSION\s+)?autocommit)\b",
+    + r"((?:CREATE|DROP)(?!\s+TEMPORARY)|ALTER|RENAME|TRUNCATE|LOCK\s+TABLES?|UNLOCK"
+    + r"|SET\s+(?:SESSION\s+)?autocommit)\b",
     re.I | re.S,
 )
+
+# SET of a session variable, user variable, NAMES, or the session's transaction characteristics: none of them
+# is undone by a rollback
+_SESSION_SET = re.compile(LEADING_COMMENTS + r"SET\b", re.I | re.S)
 
 
 class MySQLProvisioner(ServerProvisioner):
@@ -237,7 +242,7 @@ class MySQLProvisioner(ServerProvisioner):
         return proxied_creator(owner, asyncmy.connect, params, frozenset({"close"}))
 
     @classmethod
-    def ends_transaction(cls, statement: str) -> bool:
+    def _ends(cls, statement: str) -> bool:
         return is_transaction_control(statement) or _IMPLICIT_COMMIT.match(statement) is not None
 
     @classmethod
@@ -275,3 +280,13 @@ class MySQLProvisioner(ServerProvisioner):
         if sock is None:
             return -1 if hasattr(driver_connection, "_sock") else None
         return int(sock.fileno())
+
+    @classmethod
+    def in_transaction(cls, driver_connection: Any) -> bool | None:
+        # SERVER_STATUS_IN_TRANS of the last reply: set once the transaction has written or locked
+        status = getattr(driver_connection, "server_status", None)
+        return None if status is None else bool(status & 1)
+
+    @classmethod
+    def changes_session(cls, statement: str) -> bool:
+        return _SESSION_SET.match(statement) is not None

@@ -163,3 +163,9 @@ class PostgresProvisioner(ServerProvisioner):
         if hasattr(driver_connection, "is_closed"):  # asyncpg
             return -1 if driver_connection.is_closed() else transport_fd(driver_connection._transport)
         return -1 if driver_connection.closed else int(driver_connection.fileno())  # psycopg
+
+    @classmethod
+    def in_transaction(cls, driver_connection: Any) -> bool | None:
+        if hasattr(driver_connection, "is_in_transaction"):  # asyncpg
+            return bool(driver_connection.is_in_transaction())
+        return int(driver_connection.info.transaction_status) != 0  # psycopg: 0 is IDLE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from .. import templates
 from ..drivers import Driver
 from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
+from ..sqltext import LEADING_COMMENTS
 from .base import Provisioner, TemplateGone
 from .naming import base_name, run_database
 
@@ -31,6 +33,28 @@ def _read_mark(path: Path) -> Mark | None:
         return Mark.parse(path.read_text())
     except OSError:
         return None
+
+
+# `PRAGMA name = value` and `PRAGMA name(value)` set a connection's setting, which outlives any transaction;
+# the same parenthesised form of these only reads
+_PRAGMA = re.compile(LEADING_COMMENTS + r"PRAGMA\s+(?:\w+\.)?(\w+)\s*(=|\()", re.I | re.S)
+_QUERY_PRAGMAS = frozenset(
+    [
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        "optimize",
+        "wal_checkpoint",
+        "incremental_vacuum",
+    ]
+)
 
 
 class SQLiteProvisioner(Provisioner):
@@ -191,3 +215,12 @@ class SQLiteProvisioner(Provisioner):
     @classmethod
     def describe_target(cls, dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
         return f"sqlite:///{cls.database_of(cargs, cparams)}"
+
+    @classmethod
+    def in_transaction(cls, driver_connection: Any) -> bool | None:
+        return bool(driver_connection.in_transaction)  # sqlite3 and aiosqlite alike
+
+    @classmethod
+    def changes_session(cls, statement: str) -> bool:
+        found = _PRAGMA.match(statement)
+        return found is not None and (found.group(2) == "=" or found.group(1).lower() not in _QUERY_PRAGMAS)
