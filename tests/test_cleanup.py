@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +33,11 @@ DAY = 86400.0
 
 def _mark(pid: int, where: str, at: float, template: str = "") -> marks.Mark:
     mark = f"sqlsandbox: created by pid {pid} on {where} at {at:.0f}"
-    parsed = marks.Mark.parse(f"{mark}; template {template}" if template else mark)
+    if template == "kept":
+        mark = mark.replace(": created", ": kept; created")
+    elif template:
+        mark = f"{mark}; template {template}"
+    parsed = marks.Mark.parse(mark)
     assert parsed is not None
     return parsed
 
@@ -46,6 +52,9 @@ def _mark(pid: int, where: str, at: float, template: str = "") -> marks.Mark:
         (DEAD, "ci-7", 3 * DAY, "k of test_x; ready; run r", False, "a schema template: later runs clone it"),
         (DEAD, "ci-7", 3 * DAY, "k of test_x; uncopyable; run r", False, "a schema template"),
         (DEAD, "ci-7", 3 * DAY, "k of test_x; building; run r", True, "made on ci-7 3 days ago"),
+        # kept as the user asked: never by age, nor as a dead pid's, here or elsewhere
+        (DEAD, "HERE", 3 * DAY, "kept", False, "kept as the user asked (sqlsandbox_keep_db), made on"),
+        (DEAD, "ci-7", 3 * DAY, "kept", False, "3 days ago: --sqlsandbox-clean-kept=db drops it"),
     ],
 )
 def test_judged_by_mark(pid: int, where: str, age: float, template: str, drop: bool, why: str) -> None:
@@ -54,6 +63,61 @@ def test_judged_by_mark(pid: int, where: str, age: float, template: str, drop: b
     verdict = cleanup.judge("db", _mark(pid, where, now - age, template), older_than=DAY, now=now)
     assert verdict.drop is drop
     assert why in verdict.why, verdict.why
+
+
+def test_marks_of_every_version_parse_and_a_kept_one_is_never_stale() -> None:
+    """Marks written before (a test database, a template) read as they did; a kept database's round-trips,
+    and is not stale though its pid is gone on this host. It starts 'kept; ' so that earlier versions,
+    which read from 'created by' on, see no mark of theirs and leave it alone."""
+    here = marks.host()
+    old = marks.Mark.parse(f"sqlsandbox: created by pid {DEAD} on {here} at 1764590000")
+    assert old == marks.Mark(DEAD, here, 1764590000.0) and old.is_stale and not old.is_kept
+    ready = marks.Mark.parse("sqlsandbox: created by pid 7 on h at 5; template k of test_a; ready; run r")
+    assert ready == marks.Mark(7, "h", 5.0, "k", "test_a", marks.READY, "r")
+    kept = old.kept()
+    assert str(kept) == f"sqlsandbox: kept; created by pid {DEAD} on {here} at 1764590000"
+    assert marks.Mark.parse(str(kept)) == kept and kept.is_kept and not kept.is_kept_template
+    assert not kept.is_stale and not marks.is_stale(str(kept))
+    assert not str(kept).startswith("sqlsandbox: created by")  # what earlier versions match
+
+
+def test_templates_and_kept_databases_go_only_when_asked() -> None:
+    now = time.time()
+    template = _mark(DEAD, "ci-7", now - 3 * DAY, "k of test_x; ready; run r")  # last cloned 3 days ago
+    kept = _mark(DEAD, marks.host(), now - 3 * DAY, "kept")
+
+    def verdict(mark: marks.Mark, **asked: object) -> cleanup.Verdict:
+        return cleanup.judge("test_x_1", mark, older_than=DAY, now=now, **asked)  # type: ignore[arg-type]
+
+    assert not verdict(template).drop
+    assert "(last used 3 days ago)" in verdict(template).why
+    young = verdict(template, templates_unused=5 * DAY)
+    assert not young.drop and young.why.endswith("(--sqlsandbox-clean-templates=5)")
+    assert verdict(template, templates_unused=2 * DAY) == cleanup.Verdict(
+        "test_x_1", True, "a schema template last used 3 days ago"
+    )
+    assert verdict(template, templates_unused=cleanup.parse_days("all")).drop
+    assert not verdict(kept).drop and not verdict(kept, templates_unused=0.0).drop
+    assert verdict(kept, drop_kept=True).drop
+    assert verdict(kept, drop_kept=frozenset({"test_x_1"})).drop
+    assert not verdict(kept, drop_kept=frozenset({"test_x_2"})).drop
+    assert cleanup.parse_kept(None) is False and cleanup.parse_kept("") is True
+    assert cleanup.parse_kept("a, b") == frozenset({"a", "b"})
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
+def test_a_bad_template_age_is_one_clear_error(pytester: pytest.Pytester, raw: str) -> None:
+    result = pytester.runpytest(f"--sqlsandbox-clean-templates={raw}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: sqlsandbox: --sqlsandbox-clean-templates='{raw}': the limit is neither a number of days "
+            "nor 'all'.",
+            "Why: *",
+            "Fix: *",
+        ]
+    )
+    assert "Traceback" not in str(result.stderr)
 
 
 @pytest.mark.parametrize("raw", ["soon", "-1", "nan"])
@@ -151,7 +215,7 @@ def test_clean_drops_only_what_no_run_can_be_using(
                 " (limit 24 h)",
                 f"  kept     {base}_0000a004 * made here by pid {os.getpid()}, which is still running",
                 f"  kept     {base}_0000a005 * made on ci-7~4026531836 3 days ago, but * open",
-                f"  kept     {template} * a schema template: later runs clone it",
+                f"  kept     {template} * a schema template: later runs clone it (last used 3 days ago)",
             ]
         )
         assert f"{base}_0000a006" not in out and "_v2_" not in out
@@ -292,8 +356,10 @@ def test_sqlite_leftovers(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyP
         result = pytester.runpytest("--sqlsandbox-clean")
         assert result.ret == 0
         result.stdout.fnmatch_lines(
-            ["sqlsandbox: databases of test_*'s runs on sqlite:///*:", "3 dropped, 4 kept."]
+            ["sqlsandbox: databases of test_*'s runs on sqlite:///*:", "3 dropped, 5 kept."]
         )
+        # the template the first run built, in the cache folder: listed, kept
+        result.stdout.fnmatch_lines([f"  kept     {cache}/*.db  a schema template: later runs clone it (*)"])
         assert not folders["old_elsewhere"].exists() and not old_build.exists() and not older_format.exists()
         for kept in ("young_elsewhere", "old_but_written", "alive_here", "other_project", "other_project_2"):
             assert folders[kept].exists(), kept
@@ -332,3 +398,75 @@ def test_a_database_whose_mark_changed_since_it_was_judged_is_kept(server_url: U
         assert name not in servers.names(server_url)
     finally:
         servers.drop_all(server_url, [name])
+
+
+# ---- kept databases (sqlsandbox_keep_db), on the suite's database --------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["env", "cli", "ini"])
+def test_a_kept_database_outlives_later_runs_until_its_drop_command(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    """Kept at the end of its run (each spelling of sqlsandbox_keep_db), the test database is named in the
+    report with the command that drops it; a later run on this host, which removes what dead runs left, and
+    --sqlsandbox-clean leave it; the command given drops it."""
+    raw = os.environ.get("SQLSANDBOX_URL")
+    monkeypatch.delenv("SQLSANDBOX_URL", raising=False)  # inner runs get the URL from their ini file
+    tag = f"kpt{uuid.uuid4().hex[:8]}"  # a project of its own on the shared server
+    url = make_url(raw).set(database=tag) if raw else make_url(f"sqlite:///{tag}.db")
+    if embedded.is_embedded(url):
+        pytest.skip("the embedded server stops with its run (its report line says where the database is)")
+    ini = f"[pytest]\nsqlsandbox_url = {url.render_as_string(hide_password=False)}\n"
+    pytester.makeini(ini + ("sqlsandbox_keep_db = true\n" if spelling == "ini" else ""))
+    pytester.makepyfile("def test_x(db_connection): db_connection.exec_driver_sql('SELECT 1')")
+    sqlite = drivers.family(url) == "sqlite"
+
+    def exists(name: str) -> bool:
+        return Path(name).is_dir() if sqlite else name in servers.names(url)
+
+    name = ""
+    try:
+        with monkeypatch.context() as patch:
+            if spelling == "env":
+                patch.setenv("SQLSANDBOX_KEEP_DB", "1")
+            # a process of its own: once it ends its pid is gone, as a finished run's is
+            kept = pytester.runpytest_subprocess(*(["--sqlsandbox-keep-db"] if spelling == "cli" else []))
+        kept.assert_outcomes(passed=1)
+        line = next((x for x in kept.outlines if x.startswith("Kept test database ")), "")
+        assert line, kept.outlines
+        name = line.split()[3]
+        assert f"test_{tag}_" in name or sqlite
+        command = line.split("(or: ", 1)[1].rstrip(")")
+        assert line == (
+            f"Kept test database {name} (sqlsandbox_keep_db): no later run drops it. Drop it with: "
+            f"pytest --sqlsandbox-clean-kept={name}  (or: {command})"
+        )
+        assert exists(name)
+
+        pytester.runpytest_subprocess().assert_outcomes(passed=1)  # used to drop it, "after a killed run"
+        assert exists(name)
+        listed = pytester.runpytest("--sqlsandbox-clean=0")  # even with no age limit
+        listed.stdout.fnmatch_lines(
+            [
+                f"  kept     {name}  kept as the user asked (sqlsandbox_keep_db), made on {marks.host()} "
+                f"* ago: --sqlsandbox-clean-kept={name} drops it"
+            ]
+        )
+        assert exists(name)
+
+        if spelling == "cli":  # the server's own command, where its client is installed
+            tool = shlex.split(command)[0]
+            if shutil.which(tool) is None:
+                pytest.skip(f"{tool} is not installed here")
+            subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+        else:
+            dropped = pytester.runpytest(f"--sqlsandbox-clean-kept={name}")
+            assert dropped.ret == 0
+            dropped.stdout.fnmatch_lines([f"  dropped  {name}  kept as the user asked *"])
+        assert not exists(name)
+    finally:
+        if sqlite and name:
+            shutil.rmtree(name, ignore_errors=True)
+        elif not sqlite:
+            left = [n for n, _ in dialects.provisioner_for(url).project_databases()]
+            servers.drop_all(url, left)

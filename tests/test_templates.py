@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -666,3 +667,59 @@ def test_which_templates_are_kept_and_which_is_cloned() -> None:
     assert templates.pick(marked, "mine") == ("a", marked[0][1])
     assert templates.pick(marked, "other") == ("b", marked[1][1])
     assert templates.pick([("c", building)], "") is None
+
+
+def _kept_templates(url: URL, cache: Path) -> dict[str, marks.Mark]:
+    """This project's built templates, as --sqlsandbox-clean lists them (SQLite: <cache>/<key>.db)."""
+    listed = dialects.provisioner_for(url, cache).project_databases()
+    return {name: mark for name, mark in listed if mark.is_kept_template}
+
+
+def _last_used(url: URL, name: str, mark: marks.Mark, days: float) -> None:
+    """Make a template's mark say it was last cloned `days` ago."""
+    older = mark.with_time(time.time() - days * 86400)
+    if drivers.family(url) == "sqlite":
+        Path(name).with_suffix(".mark").write_text(str(older))
+    else:
+        prov = dialects.provisioner_for(url)
+        dialects.run_admin(prov._admin_url(), lambda conn: prov._set_mark(conn, name, older))  # type: ignore[attr-defined]
+
+
+def test_templates_unused_for_days_are_dropped_on_demand(project: pytest.Pytester, unique_url: URL) -> None:
+    """A clone records the template's use; --sqlsandbox-clean-templates=DAYS drops those no run cloned for
+    that long (and runs nothing else), =all every one; the next run builds it again."""
+    if embedded.is_embedded(unique_url):
+        pytest.skip("the embedded server has nothing to clean")
+    cache = project.path / ".pytest_cache" / "d" / "sqlsandbox"
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)  # builds it
+    [(name, built)] = _kept_templates(unique_url, cache).items()
+    _last_used(unique_url, name, built, days=3)
+
+    project.runpytest("-p", "no:randomly").assert_outcomes(passed=1)  # clones it: used now
+    used = _kept_templates(unique_url, cache)[name]
+    assert time.time() - used.at < 600, used
+    _last_used(unique_url, name, used, days=3)
+
+    young = project.runpytest("--sqlsandbox-clean-templates=5")
+    assert young.ret == 0
+    young.stdout.fnmatch_lines(
+        [
+            f"  kept     {name}  a schema template last used 3 days ago: later runs clone it "
+            "(--sqlsandbox-clean-templates=5)",
+            "0 dropped, 1 kept.",
+        ]
+    )
+    assert "passed" not in str(young.stdout)  # no tests run
+    old = project.runpytest("--sqlsandbox-clean-templates=2.5")
+    old.stdout.fnmatch_lines(
+        [f"  dropped  {name}  a schema template last used 3 days ago", "1 dropped, 0 kept."]
+    )
+    assert not _kept_templates(unique_url, cache)
+
+    rebuilt = project.runpytest("-p", "no:randomly")
+    rebuilt.assert_outcomes(passed=1)
+    assert "schema built in" in _note(rebuilt)
+    [again] = _kept_templates(unique_url, cache)
+    every = project.runpytest("--sqlsandbox-clean-templates=all")  # just used, and dropped all the same
+    every.stdout.fnmatch_lines([f"  dropped  {again}  a schema template last used * ago", "1 dropped, 0 kept."])
+    assert not _kept_templates(unique_url, cache)

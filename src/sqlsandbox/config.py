@@ -40,7 +40,19 @@ CLEAN_HELP = (
     "Run no tests: drop the databases this project's runs left on the server that no run can still "
     "be using: made on this host by a process that is gone, or elsewhere (another host or container) "
     f"more than HOURS ago (default {CLEAN_DEFAULT_HOURS}; another with '=': --sqlsandbox-clean=2) with "
-    "nobody connected; then exit. Built templates are kept."
+    "nobody connected; then exit. Built templates stay (see --sqlsandbox-clean-templates), and so do "
+    "test databases kept with sqlsandbox_keep_db (see --sqlsandbox-clean-kept)."
+)
+CLEAN_TEMPLATES = "--sqlsandbox-clean-templates"
+CLEAN_TEMPLATES_HELP = (
+    "Clean up as --sqlsandbox-clean does, and also drop this project's schema templates that no run has "
+    "cloned for DAYS days (a number), or all of them ('all'); later runs build them again."
+)
+CLEAN_KEPT = "--sqlsandbox-clean-kept"
+CLEAN_KEPT_HELP = (
+    "Clean up as --sqlsandbox-clean does, and also drop the test databases runs kept with "
+    "sqlsandbox_keep_db: those NAMEd (comma-separated, as the run's report and --sqlsandbox-clean name "
+    "them), or every one of this project's if no NAME is given."
 )
 MARKERS = (
     "sqlsandbox(committed=False): give this test a sandbox (as if it asked for the sandbox "
@@ -91,6 +103,14 @@ OPTIONS: tuple[Option, ...] = (
         False,
         flag=True,
     ),
+    Option(
+        "keep_db",
+        "bool",
+        "Keep the test database after the run, for inspection: it is marked as kept, so no later run "
+        "drops it; the report names it and the command that drops it (--sqlsandbox-clean-kept).",
+        False,
+        flag=True,
+    ),
     Option("asgi_app", "string", "'package.module:attr' of the ASGI app behind asgi_client."),
     Option(
         "lock_timeout",
@@ -115,6 +135,7 @@ class Settings:
     alembic: str | None = None
     check_migrations: bool = False
     rebuild: bool = False
+    keep_db: bool = False
     asgi_app: str | None = None
     lock_timeout: float = 10.0
 

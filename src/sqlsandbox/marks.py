@@ -7,6 +7,14 @@ host and pid namespace, time), and for a schema template which one it is and how
     sqlsandbox: created by pid 4242 on ci-7~4026531836 at 1764590000
     sqlsandbox: created by pid 4242 on ci-7~4026531836 at 1764590000; template 24df3b6da2617382 of test_app;
     ready; run 3c04532e   (one line)
+    sqlsandbox: kept; created by pid 4242 on ci-7~4026531836 at 1764590000
+
+The last is a test database its run kept, as the user asked (sqlsandbox_keep_db): no run ever drops it, and
+`--sqlsandbox-clean` only when told to. "kept" comes before "created by" so that earlier versions of
+sqlsandbox, which read a mark from "created by" on, do not read it as theirs: they neither list nor drop it.
+
+A template's time is when a run last cloned it (or built it), so that `--sqlsandbox-clean-templates` can
+drop those unused for a while; earlier versions read the same format.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ from dataclasses import dataclass
 
 MARK = "sqlsandbox"
 MARKER_TABLE = "_sqlsandbox_owner"  # MariaDB/MySQL's marker table, and SQLite's marker file
-_ORIGIN = re.compile(rf"^{MARK}: created by pid (\d+) on (\S+) at (\d+)")
+_ORIGIN = re.compile(rf"^{MARK}: (kept; )?created by pid (\d+) on (\S+) at (\d+)")
 _TEMPLATE = re.compile(r"; template (\S+) of (\S+); ([\w ]+); run (\S*)$")
 
 # what a template's mark says of it
 BUILDING, READY, UNCOPYABLE, DROPPING = "building", "ready", "uncopyable", "being dropped"
+KEPT = "kept"  # a test database's: its run kept it, as the user asked
 
 
 @functools.cache
@@ -51,7 +60,7 @@ class Mark:
     host: str
     at: float  # unix time, to the second
     # a schema template's: the first 16 digits of its key, the base name it serves, its state, the run
-    # that built it ("" for a test database)
+    # that built it ("" for a test database, whose state is "" or KEPT)
     key: str = ""
     base: str = ""
     state: str = ""
@@ -68,7 +77,9 @@ class Mark:
         origin = _ORIGIN.match(text or "")
         if origin is None:
             return None
-        pid, where, at = int(origin.group(1)), origin.group(2), float(origin.group(3))
+        kept, pid, where, at = origin.group(1), int(origin.group(2)), origin.group(3), float(origin.group(4))
+        if kept:
+            return cls(pid, where, at, state=KEPT)
         if "; template " not in str(text):
             return cls(pid, where, at)
         template = _TEMPLATE.search(str(text))
@@ -79,12 +90,23 @@ class Mark:
 
     def __str__(self) -> str:
         origin = f"{MARK}: created by pid {self.pid} on {self.host} at {self.at:.0f}"
+        if self.state == KEPT:
+            return origin.replace(": created", ": kept; created", 1)
         if not self.state:
             return origin
         return f"{origin}; template {self.key} of {self.base}; {self.state}; run {self.run}"
 
     def with_time(self, at: float) -> Mark:
         return dataclasses.replace(self, at=float(int(at)))
+
+    def kept(self) -> Mark:
+        """The mark of this test database once its run kept it."""
+        return dataclasses.replace(self, state=KEPT)
+
+    @property
+    def is_kept(self) -> bool:
+        """A test database its run kept, as the user asked: only --sqlsandbox-clean-kept drops it."""
+        return self.state == KEPT
 
     @property
     def is_ready(self) -> bool:
@@ -111,9 +133,9 @@ class Mark:
 
     @property
     def is_stale(self) -> bool:
-        """Made on this host by a process that no longer exists. A kept template is never stale: outliving
-        its run is its purpose."""
-        if not self.made_here or self.is_kept_template or self.pid == os.getpid():
+        """Made on this host by a process that no longer exists. A kept template or a kept test database is
+        never stale: outliving its run is its purpose."""
+        if not self.made_here or self.is_kept_template or self.is_kept or self.pid == os.getpid():
             return False
         try:
             os.kill(self.pid, 0)

@@ -17,7 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from . import blocker, cleanup, loops
-from .config import CLEAN_DEFAULT_HOURS, CLEAN_HELP, MARKERS, OPTIONS, Settings, import_string, load_settings
+from .config import (
+    CLEAN_DEFAULT_HOURS,
+    CLEAN_HELP,
+    CLEAN_KEPT,
+    CLEAN_KEPT_HELP,
+    CLEAN_TEMPLATES,
+    CLEAN_TEMPLATES_HELP,
+    MARKERS,
+    OPTIONS,
+    Settings,
+    import_string,
+    load_settings,
+)
 from .diagnostics import explain_driver_error, sandbox_error_in
 from .errors import ConfigError, SandboxError, SandboxLayerError
 from .layers import keep_as_layer
@@ -58,6 +70,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="HOURS",
         help=CLEAN_HELP,
     )
+    group.addoption(
+        CLEAN_TEMPLATES, dest="sqlsandbox_clean_templates", metavar="DAYS|all", help=CLEAN_TEMPLATES_HELP
+    )
+    group.addoption(
+        CLEAN_KEPT, dest="sqlsandbox_clean_kept", nargs="?", const="", metavar="NAME", help=CLEAN_KEPT_HELP
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -73,10 +91,15 @@ def usage_error(error: SandboxError) -> pytest.UsageError:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """--sqlsandbox-clean: clean up, print what was done, and exit without running tests."""
     hours = config.getoption("sqlsandbox_clean", default=None)
-    if hours is None:
+    raw_templates = config.getoption("sqlsandbox_clean_templates", default=None)
+    raw_kept = config.getoption("sqlsandbox_clean_kept", default=None)
+    if hours is None and raw_templates is None and raw_kept is None:
         return None
     try:
-        for line in cleanup.lines(_settings(config), str(hours), _cache_dir(config)):
+        hours = str(CLEAN_DEFAULT_HOURS if hours is None else hours)  # the extras imply the clean-up
+        for line in cleanup.lines(
+            _settings(config), hours, _cache_dir(config), raw_templates=raw_templates, raw_kept=raw_kept
+        ):
             print(line, flush=True)  # as it goes: what was dropped is told even if a later step fails
     except SandboxError as exc:
         raise usage_error(exc) from None

@@ -63,6 +63,8 @@ class Report:
             out += [(f"Blocked: {line}", False) for line in blocked[:10]]
         if run.schema_note:
             out.append((f"Test database {run.database_name}: {run.schema_note}.", False))
+        if run.kept is not None:
+            out.append((f"Kept test database {run.kept.name} (sqlsandbox_keep_db): {_kept_note(run)}", False))
         if run.removed_stale:
             stale = run.removed_stale
             out.append((f"Cleaned up after killed runs ({len(stale)}): {', '.join(stale)}", False))
@@ -87,3 +89,17 @@ class Report:
         if run.metadatas and not run.leftovers:
             out.append(("Every table is as the schema build left it.", False))
         return out
+
+
+def _kept_note(run: Run) -> str:
+    """How to reach and drop the kept database: later runs and --sqlsandbox-clean leave it be."""
+    assert run.kept is not None
+    if run.embedded is not None:  # the server stops with the run; its data folder is kept for the next
+        return (
+            f"in the embedded server's data folder {run.embedded.folder / 'data'}, stopped now (start it with "
+            "pg_ctl -D on that folder to inspect it); no run drops it, deleting that folder does."
+        )
+    return (
+        "no later run drops it. Drop it with: "
+        f"pytest --sqlsandbox-clean-kept={run.kept.name}  (or: {run.kept.drop_command})"
+    )

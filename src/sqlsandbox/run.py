@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import subprocess
 import uuid
@@ -81,6 +80,7 @@ class Run:
         self.cache_dir = cache_dir  # where SQLite templates are kept (pytest's cache folder)
         self.schema_note = ""  # how the schema came to be, for the report
         self.embedded: EmbeddedPostgres | None = None
+        self.kept: dialects.Kept | None = None  # the test database, kept after the run (keep_db)
 
     @property
     def database_name(self) -> str:
@@ -246,10 +246,11 @@ class Run:
             self.finish_error = f"{type(exc).__name__}: {exc}"
         finally:
             try:
-                if not os.environ.get("SQLSANDBOX_KEEP_DB"):
+                if not self.settings.keep_db:
                     self._db.drop()
-                else:
+                else:  # marked as kept, so no later run (of any project) takes it for a killed run's
                     self._db.dispose()
+                    self.kept = self._db.provisioner.keep(self._db.url)
             finally:
                 if self.embedded is not None:
                     self.embedded.stop()

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 
 from .. import drivers
 from ..errors import ConfigError
-from .base import Provisioned, Provisioner, TemplateGone, run_admin
+from .base import Kept, Provisioned, Provisioner, TemplateGone, run_admin
 from .mysql import MySQLProvisioner
 from .naming import base_name, parse_url, safe_url
 from .postgresql import PostgresProvisioner
@@ -45,6 +45,7 @@ def quirks(dialect_name: str) -> type[Provisioner]:
 
 __all__ = [
     "FAMILIES",
+    "Kept",
     "Provisioned",
     "Provisioner",
     "TemplateGone",

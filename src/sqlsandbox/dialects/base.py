@@ -9,6 +9,7 @@ defaults of a plain SQL database; a family overrides what differs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from ..sqltext import is_transaction_control, statements
 from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
 
 T = TypeVar("T")
+
+# A clone records its template's use at most this often (seconds): --sqlsandbox-clean-templates counts in
+# days, and a mark rewritten by every run and xdist worker would only make concurrent runs' writes collide.
+TOUCH_EVERY = 3600.0
 
 
 class TemplateGone(Exception):
@@ -93,6 +98,15 @@ def not_ours(name: str, url: URL) -> NotOurDatabaseError:
         fix=f"drop {name!r} yourself if it is disposable, or point sqlsandbox_url at a database "
         "whose derived test_<name> is free.",
     )
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A test database kept after its run: its name as --sqlsandbox-clean lists it, and the family's own
+    command that drops it."""
+
+    name: str
+    drop_command: str
 
 
 @dataclass
@@ -188,6 +202,11 @@ class Provisioner:
 
     def drop(self, test_url: URL) -> None:
         """Drop a test database or a template, if it carries our mark."""
+        raise NotImplementedError
+
+    def keep(self, test_url: URL) -> Kept:
+        """Mark the run's test database as kept (the user asked): no run drops it, --sqlsandbox-clean
+        only with --sqlsandbox-clean-kept. Says how to drop it."""
         raise NotImplementedError
 
     def find_template(self, key: str, run_id: str = "") -> tuple[URL, Mark] | None:
@@ -361,6 +380,15 @@ class ServerProvisioner(Provisioner):
         """DROP DATABASE IF EXISTS (a concurrent run may be removing it right now)."""
         raise NotImplementedError
 
+    def _set_mark(self, conn: Connection, name: str, mark: Mark, was: Mark | None = None) -> None:
+        """Replace the mark of one of our databases (if it is still `was`, where the family can ask that
+        in the same statement)."""
+        raise NotImplementedError
+
+    def drop_command(self, name: str) -> str:
+        """The shell command that drops database name on this server (for the user to run)."""
+        raise NotImplementedError
+
     # ---- the shared sequences -----------------------------------------------------------------------
     def _ours(self, conn: Connection, name: str) -> bool | None:
         """True if name is ours, None if absent; refuses (NotOurDatabaseError) a database not ours."""
@@ -387,9 +415,34 @@ class ServerProvisioner(Provisioner):
         def work(conn: Connection) -> None:
             self._drop_stale(conn, like_prefix("test"), keep=name)  # any of ours whose run is dead
             self._replace(conn, name, Mark.now(), str(template.database) if template is not None else None)
+            if template is not None:
+                self._touch(conn, str(template.database))
 
         run_admin(self._admin_url(), work)
         return self.server_url.set(database=name)
+
+    def _touch(self, conn: Connection, template: str) -> None:
+        """Record that a run cloned the template now: its mark's time is when it was last used, which
+        --sqlsandbox-clean-templates judges by. Best effort: a template another user owns may refuse it,
+        and a run that clones it is not worth failing for that."""
+        text = self._mark_of(conn, template)
+        mark = Mark.parse(text) if isinstance(text, str) else None
+        if mark is None or not mark.is_ready or time.time() - mark.at < TOUCH_EVERY:
+            return
+        with contextlib.suppress(DBAPIError):
+            self._set_mark(conn, template, mark.with_time(time.time()), was=mark)
+
+    def keep(self, test_url: URL) -> Kept:
+        name = str(test_url.database)
+
+        def work(conn: Connection) -> None:
+            text = self._mark_of(conn, name)
+            mark = Mark.parse(text) if isinstance(text, str) else None
+            if mark is not None:
+                self._set_mark(conn, name, mark.kept())
+
+        run_admin(self._admin_url(), work)
+        return Kept(name, self.drop_command(name))
 
     def drop(self, test_url: URL) -> None:
         name = str(test_url.database)

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
+import shlex
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,9 +76,21 @@ class MySQLProvisioner(ServerProvisioner):
         if template is not None:
             self._copy_from_template(conn, template, name)
 
-    @staticmethod
-    def _set_mark(conn: Connection, name: str, mark: Mark) -> None:
-        conn.execute(text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m"), {"m": str(mark)})
+    def _set_mark(self, conn: Connection, name: str, mark: Mark, was: Mark | None = None) -> None:
+        # with `was`, only if unchanged: a touch must never turn a template another run began dropping
+        # (marked DROPPING, see _drop_surplus) back into a ready one
+        where, params = (
+            ("", {"m": str(mark)}) if was is None else (" WHERE note = :w", {"m": str(mark), "w": str(was)})
+        )
+        conn.execute(text(f"UPDATE `{name}`.`{MARKER_TABLE}` SET note = :m{where}"), params)
+
+    def drop_command(self, name: str) -> str:
+        url = self.server_url
+        args = ["mysql"]
+        args += ["-h", url.host] if url.host else []
+        args += ["-P", str(url.port)] if url.port else []
+        args += ["-u", url.username] if url.username else []
+        return shlex.join([*args, "-e", f"DROP DATABASE `{name}`"])
 
     def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
@@ -103,6 +117,8 @@ class MySQLProvisioner(ServerProvisioner):
                 return f"{users} connection(s) to it are open"
             # a connection that uses it from another database holds its tables' locks: wait 5 s, not a year
             conn.exec_driver_sql("SET SESSION lock_wait_timeout = 5")
+            if mark.is_kept_template:  # in two steps, as _drop_surplus: a run copying it now learns so
+                self._set_mark(conn, name, dataclasses.replace(mark, state=DROPPING), was=mark)
             try:
                 self._drop_database(conn, name)
             except DBAPIError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,8 +61,8 @@ class PostgresProvisioner(ServerProvisioner):
             self._clone(conn, name, template)
         self._set_mark(conn, name, mark)
 
-    @staticmethod
-    def _set_mark(conn: Connection, name: str, mark: Mark) -> None:
+    def _set_mark(self, conn: Connection, name: str, mark: Mark, was: Mark | None = None) -> None:
+        # `was` is not asked: a comment changes at once, and a template here is dropped in one step
         text = str(mark).replace("'", "''")
         conn.exec_driver_sql(f"COMMENT ON DATABASE \"{name}\" IS '{text}'")
 
@@ -100,6 +101,15 @@ class PostgresProvisioner(ServerProvisioner):
             return ""
 
         return run_admin(self._admin_url(), work)
+
+    def drop_command(self, name: str) -> str:
+        url = self.server_url
+        host = url.host or url.query.get("host")  # a unix socket's folder (embedded servers) is a query
+        args = ["dropdb"]
+        args += ["-h", str(host)] if host else []
+        args += ["-p", str(url.port)] if url.port else []
+        args += ["-U", url.username] if url.username else []
+        return shlex.join([*args, name])
 
     def seal_template(self, template: URL, key: str, run_id: str) -> URL:
         name = str(template.database)

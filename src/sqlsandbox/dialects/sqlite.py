@@ -7,8 +7,10 @@ import contextlib
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from .. import templates
 from ..drivers import Driver
 from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
 from ..sqltext import LEADING_COMMENTS
-from .base import Provisioner, TemplateGone
+from .base import TOUCH_EVERY, Kept, Provisioner, TemplateGone
 from .naming import base_name, run_database
 
 
@@ -57,6 +59,13 @@ _QUERY_PRAGMAS = frozenset(
 )
 
 
+def _write_mark(path: Path, mark: Mark) -> None:
+    """Replace a mark file whole: a reader sees the old mark or the new, never half of one."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_text(str(mark))
+    os.replace(part, path)
+
+
 class SQLiteProvisioner(Provisioner):
     family = "sqlite"
     dialect_names = ("sqlite",)
@@ -84,7 +93,29 @@ class SQLiteProvisioner(Provisioner):
             except FileNotFoundError:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise TemplateGone(str(template.database)) from None
+            self._touch(Path(str(template.database)).with_suffix(".mark"))
         return self.server_url.set(database=str(path))
+
+    @staticmethod
+    def _touch(marker: Path) -> None:
+        """Record that a run cloned the template now (see ServerProvisioner._touch). The mark is replaced
+        whole (a reader never sees half of one); a failure only leaves the older time."""
+        mark = _read_mark(marker)
+        if mark is None or not mark.is_ready or time.time() - mark.at < TOUCH_EVERY:
+            return
+        with contextlib.suppress(OSError):
+            _write_mark(marker, mark.with_time(time.time()))
+
+    def keep(self, test_url: URL) -> Kept:
+        folder = Path(str(test_url.database)).parent
+        marker = Path(folder, MARKER_TABLE)
+        mark = _read_mark(marker)
+        if mark is not None:
+            _write_mark(marker, mark.kept())
+        return Kept(str(folder), shlex.join(["rm", "-r", str(folder)]))
+
+    def drop_command(self, name: str) -> str:
+        return shlex.join(["rm", "-r", name])
 
     def drop(self, test_url: URL) -> None:
         folder = Path(str(test_url.database)).parent
@@ -109,6 +140,10 @@ class SQLiteProvisioner(Provisioner):
                     found.append((str(marker.parent), mark.with_time(max(mark.at, written))))
         here = _host_hash(host())
         folder = self._templates(create=False)
+        for marker in folder.glob("*.mark") if folder.is_dir() else ():  # built templates: <key>.db
+            mark = _read_mark(marker)
+            if mark is not None and mark.is_kept_template and mark.base == base_name(self.server_url):
+                found.append((str(marker.with_suffix(".db")), mark))
         for left in folder.glob("*.building-*.db") if folder.is_dir() else ():
             parts = left.stem.rpartition(".building-")[2].split("-")
             if not parts[-1].isdigit():
@@ -120,6 +155,14 @@ class SQLiteProvisioner(Provisioner):
 
     def drop_if_unused(self, name: str, mark: Mark) -> str:
         path = Path(name)
+        marker = path.with_suffix(".mark")
+        if path.suffix == ".db" and marker.exists():  # a built template
+            if _read_mark(marker) != mark:
+                return "its mark changed since it was judged (a run cloned it meanwhile)"
+            # the mark first: a run that looks now builds afresh; one copying it already keeps its open file
+            marker.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            return "it could not be removed entirely" if path.exists() else ""
         if not path.exists():
             return ""
         if path.is_dir():
@@ -157,7 +200,7 @@ class SQLiteProvisioner(Provisioner):
         # The file first, then its mark: a reader that sees a ready mark finds the finished file.
         os.replace(str(template.database), folder / f"{key[:16]}.db")
         mark = Mark.now(key=key, base=self._base(), state="ready", run=run_id)
-        (folder / f"{key[:16]}.mark").write_text(str(mark))
+        _write_mark(folder / f"{key[:16]}.mark", mark)
         marked = []
         for other in folder.glob("*.mark"):
             found = _read_mark(other)
