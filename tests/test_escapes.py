@@ -244,3 +244,149 @@ def test_session_settings_do_not_outlive_their_test(inner: pytest.Pytester, flav
             ]
     inner.makepyfile("\n".join(lines) + "\n")
     run_in_order(inner).assert_outcomes(passed=2 * len(cases))
+
+
+LATE_MODELS = """
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+async_engine = create_async_engine("sqlite+aiosqlite:////nonexistent/dev.db")
+AsyncSessionLocal = async_sessionmaker(async_engine, expire_on_commit=False)
+"""
+
+
+def test_work_left_running_by_a_test_never_reaches_the_next_tests_data(inner: pytest.Pytester) -> None:
+    """The README's fast path (one session loop for every test): a task the first test left behind wakes up
+    during the second. It is refused, naming the test that started it; the second test's data is untouched."""
+    inner.makepyfile(latemodels=LATE_MODELS)
+    inner.makeini(
+        """
+        [pytest]
+        pythonpath = .
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = session
+        asyncio_default_test_loop_scope = session
+        sqlsandbox_metadata = appmodels:Base
+        sqlsandbox_bind =
+            appmodels:SessionLocal
+            latemodels:AsyncSessionLocal
+        """
+    )
+    inner.makepyfile(
+        """
+        import asyncio
+        import threading
+        from sqlalchemy import select
+        from sqlsandbox import SandboxLateWorkError
+        from appmodels import Item, SessionLocal
+        from latemodels import AsyncSessionLocal
+
+        LATE = {}
+
+        async def write(name):
+            async with AsyncSessionLocal() as session:
+                session.add(Item(name=name))
+                await session.commit()
+
+        async def test_1_leaves_a_task_behind():
+            LATE["go"] = asyncio.Event()
+
+            async def late():
+                await LATE["go"].wait()
+                await write("late")
+
+            LATE["task"] = asyncio.create_task(late())
+            await write("own")  # its own work is its own
+
+        async def test_2_is_not_touched(async_db_session):
+            async_db_session.add(Item(name="mine"))
+            await async_db_session.commit()
+            LATE["go"].set()
+            done, _ = await asyncio.wait([LATE["task"]])
+            error = LATE["task"].exception()
+            assert isinstance(getattr(error, "orig", error), SandboxLateWorkError), error  # SQLAlchemy wraps it
+            assert "test_1_leaves_a_task_behind" in str(error)
+            assert (await async_db_session.scalars(select(Item.name))).all() == ["mine"]
+
+        def test_3_a_thread_left_behind(db_session):
+            LATE["thread_go"] = threading.Event()
+
+            def late():
+                LATE["thread_go"].wait(30)
+                try:
+                    with SessionLocal() as session:
+                        session.add(Item(name="late"))
+                        session.commit()
+                except Exception as exc:
+                    LATE["thread_error"] = exc
+
+            # a thread copies no context by itself: started through the test's context, as
+            # anyio.to_thread and run_in_executor do
+            import contextvars
+            context = contextvars.copy_context()
+            LATE["thread"] = threading.Thread(target=context.run, args=(late,))
+            LATE["thread"].start()
+
+        def test_4_is_not_touched(db_session):
+            db_session.add(Item(name="mine")); db_session.commit()
+            LATE["thread_go"].set()
+            LATE["thread"].join(30)
+            assert "test_3_a_thread_left_behind" in str(LATE["thread_error"])
+            assert db_session.scalars(select(Item.name)).all() == ["mine"]
+        """
+    )
+    result = run_in_order(inner)
+    result.assert_outcomes(passed=4)
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the run fails: a test left work that ran on
+    late = [line for line in out.splitlines() if line.startswith("LATE WORK: ")]
+    assert len(late) == 2, late
+    assert "::test_1_leaves_a_task_behind (at " in late[0] and late[0].endswith("::test_2_is_not_touched")
+    assert "::test_3_a_thread_left_behind (at " in late[1] and late[1].endswith("::test_4_is_not_touched")
+
+
+def test_a_task_still_holding_the_sandbox_at_teardown_fails_its_test(inner: pytest.Pytester) -> None:
+    inner.makepyfile(latemodels=LATE_MODELS)
+    inner.makeini(
+        """
+        [pytest]
+        pythonpath = .
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = session
+        asyncio_default_test_loop_scope = session
+        sqlsandbox_metadata = appmodels:Base
+        sqlsandbox_bind = latemodels:AsyncSessionLocal
+        """
+    )
+    inner.makepyfile(
+        """
+        import asyncio
+        import contextlib
+        from appmodels import Item
+        from latemodels import AsyncSessionLocal
+
+        LEFT = {}
+
+        async def test_1_returns_while_its_task_holds_a_transaction():
+            flushed, LEFT["go"] = asyncio.Event(), asyncio.Event()
+
+            async def writer():
+                async with AsyncSessionLocal() as session:
+                    session.add(Item(name="x"))
+                    await session.flush()
+                    flushed.set()
+                    await LEFT["go"].wait()
+
+            LEFT["task"] = asyncio.create_task(writer(), name="writer")
+            await flushed.wait()
+
+        async def test_2_cleans_up_after_it():
+            LEFT["task"].cancel()
+            with contextlib.suppress(BaseException):
+                await LEFT["task"]
+        """
+    )
+    result = run_in_order(inner)
+    result.assert_outcomes(passed=2, errors=1)
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_1_returns_while_its_task_holds_a_transaction" in out
+    assert "opened by task 'writer'" in out and "is still open as the test ends" in out

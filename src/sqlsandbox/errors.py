@@ -59,6 +59,10 @@ class SandboxLayerError(SandboxError):
     """A seed layer cannot be used (or made) where it was asked for."""
 
 
+class SandboxLateWorkError(SandboxError):
+    """Work a finished test started (a task or thread it left running) used the database during another."""
+
+
 class SandboxClosedError(SandboxError):
     """The sandbox was used after its test ended."""
 

@@ -61,6 +61,7 @@ def _before_cursor_execute(
 
 
 def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -> None:
+    box._check_work_is_ours(lambda: call_site(5))
     ender = box.db.provisioner.ends_transaction(statement)
     if ender is not None:
         raise _refused(box, statement, ender)

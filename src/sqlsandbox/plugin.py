@@ -35,7 +35,7 @@ from .errors import ConfigError, SandboxError, SandboxLayerError
 from .layers import keep_as_layer
 from .report import Report
 from .run import Run
-from .sandbox import Sandbox
+from .sandbox import Sandbox, work_of
 
 RUN = pytest.StashKey[Run]()
 REPORT = pytest.StashKey[Report]()
@@ -147,9 +147,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     unblocked = item.get_closest_marker("sqlsandbox_allow_any_database") is not None
     run.blocker.current_test = None if unblocked else item.nodeid
     try:
-        return (yield)
+        with work_of(None):  # set-up and tear-down start work of no test's (an outer pytester test's neither)
+            return (yield)
     finally:
         run.blocker.current_test = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """The test body's tasks and threads carry its name: if they outlive it, they are told apart."""
+    with work_of(item.nodeid):
+        return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -187,7 +195,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run is None:
         return
     run.finish()
-    if (run.leftovers or run.finish_error) and session.exitstatus == 0:
+    late = session.config.stash[REPORT].late_work
+    if (run.leftovers or run.finish_error or late) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -20,6 +20,8 @@ class Report:
     per_test: list[tuple[str, int, float]] = field(default_factory=list)
     # tests that ended their outer transaction past SQLAlchemy: (name, tables put back)
     escapes: list[tuple[str, list[str]]] = field(default_factory=list)
+    # work of finished tests refused in a later test's sandbox: ("test (at where)", during which test)
+    late_work: list[tuple[str, str]] = field(default_factory=list)
 
     def record(self, box: Sandbox, overhead: float) -> None:
         """Count a closed sandbox (one that never touched the database counts only its problems)."""
@@ -31,6 +33,7 @@ class Report:
             self.per_test.append((box.nodeid, box.statements, overhead))
         if box.escaped is not None:
             self.escapes.append((box.nodeid, box.restored))
+        self.late_work += [(late, box.nodeid) for late in box.late_work]
 
     def lines(self, run: Run, verbose: bool) -> list[tuple[str, bool]]:
         """The report's lines, each with whether it is bad news (shown in red)."""
@@ -73,6 +76,8 @@ class Report:
         for name, tables in self.escapes:
             put_back = f"tables put back: {', '.join(tables)}" if tables else "it had written nothing"
             out.append((f"COMMITTED PAST THE SANDBOX: {name} ({put_back})", True))
+        for late, during in self.late_work:
+            out.append((f"LATE WORK: a task or thread of {late} outlived it; refused during {during}", True))
         for table, (before, now) in sorted(run.leftovers.items()):
             out.append(
                 (f"LEAK: table {table} has {now} row(s) after the run, {before} after the schema build", True)

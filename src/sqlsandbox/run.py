@@ -32,7 +32,7 @@ from .embedded import EmbeddedPostgres
 from .errors import ConfigError, SandboxError, ServerUnreachableError
 from .keeper import RootKeeper
 from .mappers import check_mappers
-from .sandbox import Sandbox
+from .sandbox import Sandbox, work_of
 
 
 class Run:
@@ -172,7 +172,8 @@ class Run:
         factories and engines) is rolled back at the end; a misuse it caught is raised there."""
         box = self.new_sandbox(name, committed=committed, keep_async_root=keep_async_root)
         try:
-            yield box
+            with work_of(name):  # tasks and threads the block starts are its own (Sandbox._check_work_is_ours)
+                yield box
         finally:
             box.close()
 

@@ -10,9 +10,11 @@ tests by the RootKeeper (keeper.py); seed layers are in layers.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import MetaData
@@ -25,7 +27,13 @@ from .binding import Bindings
 from .callsite import call_site
 from .committed import CommittedMode
 from .connection import JoinedConnection, discard, idle_root_alive
-from .errors import SandboxClosedError, SandboxError, SandboxEscapeError, SandboxLoopError
+from .errors import (
+    SandboxClosedError,
+    SandboxError,
+    SandboxEscapeError,
+    SandboxLateWorkError,
+    SandboxLoopError,
+)
 from .faults import Faults
 from .keeper import RootKeeper
 from .loops import in_greenlet, loop_mismatch, run_on_idle_loop, running_loop
@@ -45,6 +53,23 @@ _savepoint_names = itertools.count(1)
 def active() -> Sandbox | None:
     """The sandbox of the test that is running now, if it asked for one."""
     return _active
+
+
+# The test whose body is running, in the context of all the work it starts: a task copies its creator's
+# context, and so does a thread started through anyio.to_thread, run_in_executor or contextvars. Work that
+# carries the name of a test other than the running one was left running by that test (set-up and
+# tear-down carry none: what fixtures start may outlive a test).
+_work_of: ContextVar[str | None] = ContextVar("sqlsandbox_work_of", default=None)
+
+
+@contextlib.contextmanager
+def work_of(name: str | None) -> Iterator[None]:
+    """Everything started inside the block belongs to `name` (None: to no test)."""
+    token = _work_of.set(name)
+    try:
+        yield
+    finally:
+        _work_of.reset(token)
 
 
 class Sandbox:
@@ -83,6 +108,7 @@ class Sandbox:
         self.session_changed = False  # a statement changed session state a rollback does not undo
         self.escaped: str | None = None  # how the outer transaction ended past SQLAlchemy, if it did
         self.restored: list[str] = []  # the tables put back as the schema build left them, after an escape
+        self.late_work: list[str] = []  # work of finished tests refused here: "test: where"
         self.bindings = Bindings(self)
         self.faults = Faults(self)
         self._faults_armed = False
@@ -170,6 +196,12 @@ class Sandbox:
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
         self._closing = True
+        for unit in self.units.held_by_pending_tasks():
+            self._problem(
+                f"{unit.describe()} is still open as the test ends, and its task has not finished: the test "
+                "started work it did not await. Await or cancel the tasks a test starts before it returns; "
+                "their work is rolled back with the test, and a later statement of theirs is refused."
+            )
         try:
             if self.committed_mode is not None:
                 self.committed_mode.close()
@@ -255,6 +287,25 @@ class Sandbox:
         if not self._driver_began and self._root is not None:
             driver = self._root.connection.driver_connection
             self._driver_began = bool(self.db.provisioner.in_transaction(driver))
+
+    def _check_work_is_ours(self, site: Callable[[], str]) -> None:
+        """Refuse a statement of work that a finished test left running (see _work_of)."""
+        started_by = _work_of.get()
+        if started_by is None or started_by == self.nodeid:
+            return
+        where = site()
+        if not any(late.startswith(f"{started_by} ") for late in self.late_work):  # its clean-up is refused too
+            self.late_work.append(f"{started_by} (at {where})")
+        raise SandboxLateWorkError(
+            f"Work started by {started_by}, which has ended, used the database during {self.nodeid} at "
+            f"{where}.",
+            why="a task or thread a test starts belongs to that test: its sandbox was rolled back when it "
+            "ended, and the running test's data is not its to change. It was refused; nothing reached the "
+            "running test.",
+            fix="await or cancel the tasks a test starts before it returns (asyncio.TaskGroup, "
+            "task.cancel() in a finally), join its threads, or start long-lived work in a fixture that "
+            "stops it at teardown.",
+        )
 
     def _check_outer_open(self, next_site: str | None) -> None:
         """Fail the test if its outer transaction ended past SQLAlchemy (a driver-level commit) since the

@@ -18,6 +18,7 @@ may overlap in any order. The UnitStack keeps them correct:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -329,6 +330,10 @@ class UnitStack:
 
     def _lock(self, unit: Unit) -> None:
         self.lock.acquire(self.timeout, lambda owner: self._busy(owner, f"Closing {unit.describe()}"))
+
+    def held_by_pending_tasks(self) -> list[Unit]:
+        """Units whose task has not finished: at the test's end, work the test started and did not await."""
+        return [u for u in self.units if isinstance(u.owner, asyncio.Task) and not u.owner.done()]
 
     def clear(self) -> None:
         self.units.clear()
