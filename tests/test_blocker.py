@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 # pytester's in-process runs unload modules first imported inside them; re-importing a C extension can crash
@@ -51,12 +52,19 @@ def _suite_server(request: pytest.FixtureRequest, family: str) -> URL:
     return dialects.parse_url(url)
 
 
-def _foreign_database(server: URL) -> tuple[str, URL]:
-    """A database of our own on the server, standing for a developer's: a table t, no rows."""
+@pytest.fixture
+def foreign(request: pytest.FixtureRequest) -> Iterator[tuple[str, URL]]:
+    """A database of our own on the suite's server, standing for a developer's: a table t, no rows; dropped
+    afterwards with the one the MariaDB test tries to create."""
+    server = _suite_server(request, request.param)
     name = f"blk_{uuid.uuid4().hex[:10]}"  # unique: concurrent runs of this suite share the servers
-    servers.plant(server, name, None)
-    dialects.run_admin(server.set(database=name), lambda conn: conn.execute(text("CREATE TABLE t (a INTEGER)")))
-    return name, server.set(database=name)
+    try:
+        servers.plant(server, name, None)
+        create = text("CREATE TABLE t (a INTEGER)")
+        dialects.run_admin(server.set(database=name), lambda conn: conn.execute(create))
+        yield name, server.set(database=name)
+    finally:
+        servers.drop_all(server, [name, f"{name}_made"])
 
 
 def _rows(url: URL) -> int:
@@ -70,12 +78,13 @@ def _blocked_lines(tests: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.sqlsandbox_allow_any_database
+@pytest.mark.parametrize("foreign", ["postgresql"], indirect=True)
 def test_raw_postgresql_drivers_reach_only_the_test_database(
-    project: pytest.Pytester, request: pytest.FixtureRequest
+    project: pytest.Pytester, foreign: tuple[str, URL]
 ) -> None:
-    server = _suite_server(request, "postgresql")
-    name, foreign = _foreign_database(server)
-    dsn = foreign.set(drivername="postgresql").render_as_string(hide_password=False)
+    name, url = foreign
+    server = url.set(database=None)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     project.makepyfile(early="from psycopg import connect  # a reference taken before the run started\n")
     project.makeconftest("import early  # noqa: F401\n")
     project.makepyfile(
@@ -132,34 +141,32 @@ def test_raw_postgresql_drivers_reach_only_the_test_database(
                 assert conn.execute("select count(*) from t").fetchone() == (0,)
         """
     )
-    try:
-        result = project.runpytest(f"--sqlsandbox-url={server.render_as_string(hide_password=False)}")
-        result.assert_outcomes(failed=7, passed=2)
-        where = f"{server.username}*@{server.host}:{server.port or 5432}/{name}"
-        result.stdout.fnmatch_lines_random(
-            _blocked_lines(
-                {
-                    "test_psycopg": f"postgresql+psycopg://{where}",
-                    "test_psycopg_taken_early": f"postgresql+psycopg://{where}",
-                    "test_psycopg_async": f"postgresql+psycopg://{where}",
-                    "test_psycopg2": f"postgresql+psycopg2://{where}",
-                    "test_asyncpg": f"postgresql+asyncpg://{where}",
-                    "test_asyncpg_pool": f"postgresql+asyncpg://{where}",
-                    "test_creator": f"postgresql+psycopg://{where}",
-                }
-            )
+    result = project.runpytest(f"--sqlsandbox-url={server.render_as_string(hide_password=False)}")
+    result.assert_outcomes(failed=7, passed=2)
+    where = f"{server.username}*@{server.host}:{server.port or 5432}/{name}"
+    result.stdout.fnmatch_lines_random(
+        _blocked_lines(
+            {
+                "test_psycopg": f"postgresql+psycopg://{where}",
+                "test_psycopg_taken_early": f"postgresql+psycopg://{where}",
+                "test_psycopg_async": f"postgresql+psycopg://{where}",
+                "test_psycopg2": f"postgresql+psycopg2://{where}",
+                "test_asyncpg": f"postgresql+asyncpg://{where}",
+                "test_asyncpg_pool": f"postgresql+asyncpg://{where}",
+                "test_creator": f"postgresql+psycopg://{where}",
+            }
         )
-        assert _rows(foreign) == 0
-    finally:
-        servers.drop_all(server, [name])
+    )
+    assert _rows(url) == 0
 
 
 @pytest.mark.sqlsandbox_allow_any_database
+@pytest.mark.parametrize("foreign", ["mysql"], indirect=True)
 def test_raw_mysql_drivers_reach_only_the_test_database(
-    project: pytest.Pytester, request: pytest.FixtureRequest
+    project: pytest.Pytester, foreign: tuple[str, URL]
 ) -> None:
-    server = _suite_server(request, "mysql")
-    name, foreign = _foreign_database(server)
+    name, url = foreign
+    server = url.set(database=None)
     made = f"{name}_made"
     kw = {"host": server.host, "port": server.port or 3306, "user": server.username}
     kw["password"] = server.password
@@ -222,27 +229,24 @@ def test_raw_mysql_drivers_reach_only_the_test_database(
                 assert cur.fetchone() == (0,)
         """
     )
-    try:
-        result = project.runpytest(f"--sqlsandbox-url={server.render_as_string(hide_password=False)}")
-        result.assert_outcomes(failed=7, passed=2)
-        where = f"{server.username}*@{server.host}:{server.port or 3306}/"
-        result.stdout.fnmatch_lines_random(
-            _blocked_lines(
-                {
-                    "test_pymysql": f"mysql+pymysql://{where}{name}",
-                    "test_pymysql_server": f"mysql+pymysql://{where}",
-                    "test_pymysql_deferred": f"mysql+pymysql://{where}{name}",
-                    "test_asyncmy": f"mysql+asyncmy://{where}{name}",
-                    "test_asyncmy_pool": f"mysql+asyncmy://{where}{name}",
-                    "test_aiomysql": f"mysql+aiomysql://{where}{name}",
-                    "test_creator": f"mysql+pymysql://{where}{name}",
-                }
-            )
+    result = project.runpytest(f"--sqlsandbox-url={server.render_as_string(hide_password=False)}")
+    result.assert_outcomes(failed=7, passed=2)
+    where = f"{server.username}*@{server.host}:{server.port or 3306}/"
+    result.stdout.fnmatch_lines_random(
+        _blocked_lines(
+            {
+                "test_pymysql": f"mysql+pymysql://{where}{name}",
+                "test_pymysql_server": f"mysql+pymysql://{where}",
+                "test_pymysql_deferred": f"mysql+pymysql://{where}{name}",
+                "test_asyncmy": f"mysql+asyncmy://{where}{name}",
+                "test_asyncmy_pool": f"mysql+asyncmy://{where}{name}",
+                "test_aiomysql": f"mysql+aiomysql://{where}{name}",
+                "test_creator": f"mysql+pymysql://{where}{name}",
+            }
         )
-        assert _rows(foreign) == 0
-        assert made not in servers.names(server)
-    finally:
-        servers.drop_all(server, [name, made])
+    )
+    assert _rows(url) == 0
+    assert made not in servers.names(server)
 
 
 @pytest.mark.sqlsandbox_allow_any_database
