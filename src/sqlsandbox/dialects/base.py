@@ -109,6 +109,23 @@ class Kept:
     drop_command: str
 
 
+Target = tuple[str, str]  # a connect call's database name, and its URL with the password hidden
+
+
+@dataclass(frozen=True)
+class DriverConnect:
+    """A driver function that opens a connection, which the blocker (blocker.py) wraps while a run is active.
+
+    `attribute` is a module-level name or "Class.method" in `module`; `target` reads the database the call
+    would open from the call's arguments (for a method, args[0] is the instance or class), or returns None for
+    one nothing else can see (SQLite in memory). The point chosen is the one every way into the driver passes
+    (its pool, SQLAlchemy's dialect, `creator=`, a `from driver import connect` taken before the run)."""
+
+    module: str
+    attribute: str
+    target: Callable[[tuple[Any, ...], dict[str, Any]], Target | None]
+
+
 @dataclass
 class Provisioned:
     """A run's test database, and how its schema came to be."""
@@ -277,6 +294,17 @@ class Provisioner:
         quote = conn.dialect.identifier_preparer.quote
         for name in names:
             conn.exec_driver_sql(f"DELETE FROM {quote(name)}")
+
+    @classmethod
+    def driver_connects(cls) -> tuple[DriverConnect, ...]:
+        """Where this family's drivers open connections, for the blocker to check (none by default: then only
+        connections through SQLAlchemy are checked)."""
+        return ()
+
+    @classmethod
+    def is_scratch(cls, database: str) -> bool:
+        """Whether database_of()'s answer is one nothing else can see (SQLite in memory): always allowed."""
+        return False
 
     @classmethod
     def database_of(cls, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:

@@ -18,7 +18,16 @@ from ..drivers import Driver
 from ..marks import DROPPING, MARKER_TABLE, Mark
 from ..owner import OwnerLoop, proxied_creator
 from ..sqltext import LEADING_COMMENTS, is_transaction_control
-from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin, transport_fd
+from .base import (
+    DriverConnect,
+    ServerProvisioner,
+    Target,
+    TemplateGone,
+    error_code,
+    marked_pairs,
+    run_admin,
+    transport_fd,
+)
 
 # MariaDB/MySQL commit the open transaction implicitly before these.
 _IMPLICIT_COMMIT = re.compile(
@@ -38,6 +47,16 @@ class MySQLProvisioner(ServerProvisioner):
     dialect_names = ("mysql", "mariadb")
     sync_drivers = (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient"))
     async_drivers = (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql"))
+
+    @classmethod
+    def driver_connects(cls) -> tuple[DriverConnect, ...]:
+        # The connection's own connect method: every way in (connect(), the class, a pool, a reconnect on
+        # ping) passes it, after the constructor has read the options file, so the database it names is final.
+        return (
+            DriverConnect("pymysql.connections", "Connection.connect", _connection_target("pymysql", "")),
+            DriverConnect("asyncmy.connection", "Connection.connect", _connection_target("asyncmy", "_")),
+            DriverConnect("aiomysql.connection", "Connection._connect", _connection_target("aiomysql", "_")),
+        )
 
     def _admin_url(self) -> URL:
         return self.server_url._replace(database=None)
@@ -306,3 +325,20 @@ class MySQLProvisioner(ServerProvisioner):
     @classmethod
     def changes_session(cls, statement: str) -> bool:
         return _SESSION_SET.match(statement) is not None
+
+
+def _connection_target(driver: str, prefix: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Target]:
+    """Read the target from the connection object (args[0]) a driver's connect method runs on: pymysql keeps
+    it in `db`, `host`..., asyncmy and aiomysql in `_db`, `_host`... (str, or bytes once authenticated)."""
+
+    def target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Target:
+        def get(name: str) -> str:
+            value = getattr(args[0], prefix + name, None)
+            return value.decode() if isinstance(value, bytes) else str(value or "")
+
+        database = get("db")  # none: the server itself, where CREATE DATABASE works
+        where = get("unix_socket") or f"{get('host') or 'localhost'}:{get('port') or 3306}"
+        hidden = ":***" if get("password") else ""
+        return database, f"mysql+{driver}://{get('user')}{hidden}@{where}/{database}"
+
+    return target

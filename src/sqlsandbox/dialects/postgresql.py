@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
+import os
 import shlex
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Dialect
@@ -15,7 +18,16 @@ from sqlalchemy.exc import DBAPIError
 from ..drivers import Driver
 from ..marks import MARK, Mark
 from ..owner import OwnerLoop, proxied_creator
-from .base import ServerProvisioner, TemplateGone, error_code, marked_pairs, run_admin, transport_fd
+from .base import (
+    DriverConnect,
+    ServerProvisioner,
+    Target,
+    TemplateGone,
+    error_code,
+    marked_pairs,
+    run_admin,
+    transport_fd,
+)
 
 
 class PostgresProvisioner(ServerProvisioner):
@@ -30,6 +42,21 @@ class PostgresProvisioner(ServerProvisioner):
         Driver("psycopg_async", "psycopg", "psycopg[binary]"),
     )
     driver_partners = (("psycopg", "psycopg_async"), ("psycopg_async", "psycopg"))
+
+    @classmethod
+    def driver_connects(cls) -> tuple[DriverConnect, ...]:
+        return (
+            # psycopg: every Connection.connect() (psycopg.connect is it, bound at import) asks the class for
+            # its parameters first, so a reference to connect taken before the run is covered too
+            DriverConnect("psycopg.connection", "Connection._get_connection_params", _psycopg_target),
+            DriverConnect(
+                "psycopg.connection_async", "AsyncConnection._get_connection_params", _psycopg_target
+            ),
+            # psycopg2.connect() calls the module's _connect (from the C extension) by name
+            DriverConnect("psycopg2", "_connect", _psycopg2_target),
+            # asyncpg.connect() and its pools' connections all go through connect_utils._connect
+            DriverConnect("asyncpg.connect_utils", "_connect", _asyncpg_target),
+        )
 
     def _admin_url(self) -> URL:
         # The maintenance database: the URL's own database need not exist, only its name is used.
@@ -179,3 +206,54 @@ class PostgresProvisioner(ServerProvisioner):
         if hasattr(driver_connection, "is_in_transaction"):  # asyncpg
             return bool(driver_connection.is_in_transaction())
         return int(driver_connection.info.transaction_status) != 0  # psycopg: 0 is IDLE
+
+
+def _pg_target(driver: str, database: Any, user: Any, host: Any, port: Any, password: Any) -> Target:
+    """What libpq (and asyncpg, which follows it) connects to: an unnamed user or database takes the
+    environment's default, the database defaulting to the user's name."""
+    if not user:
+        try:
+            user = os.environ.get("PGUSER") or getpass.getuser()
+        except OSError:  # no name for this uid (a bare container)
+            user = ""
+    database = database or os.environ.get("PGDATABASE") or user
+    host = host or os.environ.get("PGHOST") or "localhost"
+    port = port or os.environ.get("PGPORT")
+    hidden = ":***" if password else ""
+    return str(database), f"postgresql+{driver}://{user}{hidden}@{host}{f':{port}' if port else ''}/{database}"
+
+
+def _psycopg_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Target:
+    # Connection._get_connection_params(cls, conninfo, **kwargs)
+    from psycopg.conninfo import conninfo_to_dict
+
+    conninfo = args[1] if len(args) > 1 else kwargs.get("conninfo", "")
+    params = conninfo_to_dict(conninfo, **{k: v for k, v in kwargs.items() if k != "conninfo"})
+    get = params.get
+    return _pg_target("psycopg", get("dbname"), get("user"), get("host"), get("port"), get("password"))
+
+
+def _psycopg2_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Target:
+    # psycopg2._connect(dsn, connection_factory=None, **kwasync): psycopg2.connect() has made one dsn already
+    from psycopg2.extensions import parse_dsn  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    params = parse_dsn(args[0] if args else kwargs.get("dsn", ""))
+    get = params.get
+    return _pg_target("psycopg2", get("dbname"), get("user"), get("host"), get("port"), get("password"))
+
+
+def _asyncpg_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Target:
+    """asyncpg's rules: an argument wins over the DSN's query, which wins over its path and netloc."""
+    database, user, host, port, password = map(kwargs.get, ("database", "user", "host", "port", "password"))
+    dsn = kwargs.get("dsn")
+    if dsn:
+        parts = urlsplit(dsn)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        database = database or query.get("database") or query.get("dbname") or unquote(parts.path.lstrip("/"))
+        user = user or query.get("user") or unquote(userinfo.partition(":")[0])
+        password = password or query.get("password") or ":" in userinfo
+        host = host or query.get("host") or unquote(hosts)  # hosts keeps its :port (or several hosts)
+        if hosts and not kwargs.get("host"):
+            port = None
+    return _pg_target("asyncpg", database, user, host, port, password)

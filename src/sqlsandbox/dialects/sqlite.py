@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
@@ -21,7 +22,7 @@ from .. import templates
 from ..drivers import Driver
 from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
 from ..sqltext import LEADING_COMMENTS
-from .base import TOUCH_EVERY, Kept, Provisioner, TemplateGone
+from .base import TOUCH_EVERY, DriverConnect, Kept, Provisioner, Target, TemplateGone
 from .naming import base_name, run_database
 
 
@@ -252,8 +253,21 @@ class SQLiteProvisioner(Provisioner):
                 conn.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
 
     @classmethod
+    def driver_connects(cls) -> tuple[DriverConnect, ...]:
+        # sqlite3.connect is a builtin, re-exported: both names are wrapped. aiosqlite calls sqlite3.connect
+        # by name in its thread, so it is covered too. sqlite3.Connection(...) itself cannot be wrapped.
+        return (
+            DriverConnect("sqlite3", "connect", _sqlite3_target),
+            DriverConnect("sqlite3.dbapi2", "connect", _sqlite3_target),
+        )
+
+    @classmethod
+    def is_scratch(cls, database: str) -> bool:
+        return database == ""
+
+    @classmethod
     def database_of(cls, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
-        return str(cargs[0] if cargs else cparams.get("database", ""))
+        return sqlite_file(cargs[0] if cargs else cparams.get("database", ""), bool(cparams.get("uri")))
 
     @classmethod
     def describe_target(cls, dialect: Dialect, cargs: tuple[Any, ...], cparams: dict[str, Any]) -> str:
@@ -267,3 +281,25 @@ class SQLiteProvisioner(Provisioner):
     def changes_session(cls, statement: str) -> bool:
         found = _PRAGMA.match(statement)
         return found is not None and (found.group(2) == "=" or found.group(1).lower() not in _QUERY_PRAGMAS)
+
+
+def sqlite_file(database: object, uri: bool) -> str:
+    """The file a sqlite3.connect() database argument opens; "" for a private in-memory (":memory:",
+    "file:...?mode=memory") or temporary ("") database, which nothing else can see."""
+    name = os.fsdecode(database) if isinstance(database, (str, bytes, os.PathLike)) else str(database)
+    if uri and name.startswith("file:"):
+        path, _, query = name[len("file:") :].partition("#")[0].partition("?")
+        if parse_qs(query).get("mode") == ["memory"]:
+            return ""
+        if path.startswith("//"):  # file://host/path: only an empty host or localhost is allowed
+            path = "/" + path[2:].partition("/")[2]
+        name = unquote(path)
+    return "" if name in ("", ":memory:") else name
+
+
+def _sqlite3_target(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Target | None:
+    # sqlite3.connect(database, timeout, detect_types, isolation_level, check_same_thread, factory,
+    # cached_statements, uri, ...)
+    database = args[0] if args else kwargs.get("database", "")
+    name = sqlite_file(database, bool(args[7] if len(args) > 7 else kwargs.get("uri")))
+    return (name, f"sqlite:///{name}") if name else None
