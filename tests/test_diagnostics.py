@@ -153,3 +153,21 @@ def test_session_scoped_engine_on_function_loops_is_explained(
     out = result.stdout.str()
     assert "sqlsandbox" in out and "What it means: one asyncio database connection was used" in out
     assert "in test_uses_session_engine()" in out
+
+
+@pytest.mark.parametrize("option", [None, "--tb=long", "--full-trace"])
+def test_the_short_message_by_default_and_the_whole_chain_on_request(
+    project: pytest.Pytester, option: str | None
+) -> None:
+    project.makepyfile(
+        """
+        def test_raw_commit(db_connection):
+            db_connection.exec_driver_sql("/* why not */ commit")
+        """
+    )
+    result = project.runpytest("-p", "no:randomly", *([option] if option else []))
+    result.assert_outcomes(failed=1, errors=1)  # refused at the call; the caught problem fails teardown
+    out = result.stdout.str()
+    assert "SandboxEscapeError: COMMIT issued as SQL at " in out  # the statement named, not its comment
+    through_sqlalchemy = "sqlalchemy/engine/base.py" in out
+    assert through_sqlalchemy == (option is not None)
