@@ -5,14 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 
-from sqlsandbox import dialects, drivers, marks
-
-
-def async_loop_free(url: str | None) -> bool:
-    """Whether the async driver a run on url uses serves every event loop (asyncpg on the owner loop,
-    aiosqlite by itself), or belongs to the loop that opened it (psycopg async, asyncmy, aiomysql)."""
-    parsed = dialects.parse_url(url)
-    return dialects.FAMILIES[drivers.family(parsed)].loop_free(drivers.async_url(parsed).get_driver_name())
+from sqlsandbox import dialects, marks
 
 
 def admin(url: URL) -> URL:

@@ -390,3 +390,30 @@ def test_a_task_still_holding_the_sandbox_at_teardown_fails_its_test(inner: pyte
     out = result.stdout.str()
     assert "ERROR at teardown of test_1_returns_while_its_task_holds_a_transaction" in out
     assert "opened by task 'writer'" in out and "is still open as the test ends" in out
+
+
+@pytest.mark.skipif(family() != "mysql", reason="MariaDB/MySQL commit implicitly before DDL")
+def test_mariadb_ddl_in_a_test_is_refused_as_ddl(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        import pytest
+        from sqlsandbox import SandboxEscapeError
+
+        @pytest.mark.parametrize("ddl", ["CREATE TABLE scratch (id INT)", "TRUNCATE TABLE items",
+                                         "ALTER TABLE items ADD COLUMN x INT"])
+        def test_ddl(db_connection, ddl):
+            with pytest.raises(SandboxEscapeError) as refused:
+                db_connection.exec_driver_sql(ddl)
+            message = str(refused.value)
+            assert "MariaDB and MySQL commit implicitly before it" in message
+            assert "use session.commit()" not in message and "DELETE instead of TRUNCATE" in message
+
+        def test_a_temporary_table_is_fine(db_connection):
+            db_connection.exec_driver_sql("CREATE TEMPORARY TABLE scratch (id INT)")
+            db_connection.exec_driver_sql("INSERT INTO scratch VALUES (1)")
+            assert db_connection.exec_driver_sql("SELECT count(*) FROM scratch").scalar() == 1
+            db_connection.exec_driver_sql("DROP TEMPORARY TABLE scratch")
+        """
+    )
+    result = run_in_order(inner)
+    result.assert_outcomes(passed=4, errors=3)  # each refusal also fails its teardown, as a caught problem

@@ -1,14 +1,11 @@
-"""One async connection for every event loop of the test process, where the driver allows it (asyncpg and
-asyncmy, through the owner loop; aiosqlite, by itself): tests on pytest-asyncio's per-test loops keep it
-instead of reconnecting, Starlette's TestClient reaches it from its own loop and thread, and a statement
-cancelled by its caller leaves the driver idle for the next one. psycopg's and aiomysql's async connections
-still belong to the loop that made them: there the sandbox explains the mix-up instead (test_plugin.py,
-test_diagnostics.py)."""
+"""One async connection for every event loop of the test process (asyncpg, asyncmy and aiomysql through the
+owner loop; aiosqlite and psycopg by themselves): tests on pytest-asyncio's per-test loops keep it instead of
+reconnecting, Starlette's TestClient reaches it from its own loop and thread, and a statement cancelled by its
+caller leaves the driver idle for the next one."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,12 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sqlsandbox import Sandbox
-from tests import app, servers
-
-pytestmark = pytest.mark.skipif(
-    not servers.async_loop_free(os.environ.get("SQLSANDBOX_URL")),
-    reason="this async driver's connection belongs to the loop that made it (see the README's driver table)",
-)
+from tests import app
 
 api = FastAPI()
 
@@ -100,8 +92,8 @@ async def test_a_statement_cancelled_by_its_caller_leaves_the_driver_idle(
 
 
 def test_the_owner_loop_stopping_fails_that_test_only(pytester: pytest.Pytester, sandbox: Sandbox) -> None:
-    if sandbox.db.family == "sqlite":
-        pytest.skip("aiosqlite's connection does not live on the owner loop")
+    if sandbox.db.async_engine.sync_engine.dialect.driver in ("aiosqlite", "psycopg"):
+        pytest.skip("this driver's connection serves every loop by itself: it does not live on the owner loop")
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         """

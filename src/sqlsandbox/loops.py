@@ -104,12 +104,14 @@ def loop_mismatch(owner_loop: asyncio.AbstractEventLoop, site_fn: Callable[[], s
     return SandboxLoopError(
         f"The sandbox's async connection was used from {describe_loop(here)} at {site}, "
         f"but it was opened on {describe_loop(owner_loop)}.",
-        why="this async driver's connection (psycopg's, aiomysql's) belongs to the event loop that "
-        "opened it; used from another loop it fails with 'Future attached to a different loop' or "
+        why="this async driver's connection belongs to the event loop that opened it (the drivers "
+        "sqlsandbox knows serve every loop; this one it does not); used from another loop it fails with "
+        "'Future attached to a different loop' or "
         "'another operation is in progress'. Starlette's TestClient runs the app in its own thread "
         "and loop, and a session-scoped engine outlives a function-scoped loop.",
         fix="drive ASGI apps with the asgi_client fixture (httpx.AsyncClient over ASGITransport in "
         "the test's loop) instead of TestClient, and let the sandbox fixtures give you connections "
         "rather than creating engines or sessions in fixtures of a wider scope; or make the async "
-        "driver asyncpg, asyncmy or aiosqlite, whose sandbox connection serves every loop.",
+        "driver asyncpg, psycopg, asyncmy, aiomysql or aiosqlite, whose sandbox connection serves every "
+        "loop.",
     )

@@ -1,7 +1,8 @@
 """The owner loop: one long-lived event loop, in a thread of its own, that owns the run's async driver
 connection, and the proxy through which SQLAlchemy's async adapter in any other loop reaches that connection.
 
-An asyncio driver connection (asyncpg's, asyncmy's) belongs to the loop that made it. The tests do not keep
+An asyncio driver connection (asyncpg's, asyncmy's, aiomysql's) belongs to the loop that made it (psycopg's
+and aiosqlite's do not: they serve any loop as they are). The tests do not keep
 to one loop: pytest-asyncio gives each test its own by default, Starlette's TestClient runs the app on a loop
 of its own in another thread, anyio's worker threads have none. So the connection is made on the owner loop,
 and every coroutine a caller awaits on it runs there (asyncio.run_coroutine_threadsafe), its result handed
@@ -147,8 +148,12 @@ class LoopProxy:
         object.__setattr__(self, "_sqlsandbox_on_loop", on_loop)
 
     def _sqlsandbox_proxy(self, value: Any) -> Any:
-        module = type(value).__module__ or ""
-        if value is not None and module.split(".")[0] in self._sqlsandbox_wrap and not isinstance(value, tuple):
+        # the driver's classes, and subclasses made elsewhere (SQLAlchemy subclasses aiomysql's cursor)
+        if (
+            value is not None
+            and not isinstance(value, tuple)
+            and any((c.__module__ or "").split(".")[0] in self._sqlsandbox_wrap for c in type(value).__mro__)
+        ):
             return LoopProxy(value, self._sqlsandbox_loop, self._sqlsandbox_wrap, self._sqlsandbox_on_loop)
         return value
 

@@ -213,8 +213,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     error = sandbox_error_in(call.excinfo.value) if call.excinfo is not None else None
-    if error is not None:
-        # The message names the call site; the traceback through SQLAlchemy would only bury it.
+    full = item.config.option.tbstyle == "long" or bool(getattr(item.config.option, "fulltrace", False))
+    if error is not None and not full:
+        # The message names the call site; the traceback through SQLAlchemy would only bury it (--tb=long
+        # or --full-trace show it whole).
         report.longrepr = f"{type(error).__name__}: {error}"
     elif call.excinfo is not None and report.failed:
         explanation = explain_driver_error(call.excinfo.value)

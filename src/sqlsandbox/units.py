@@ -189,13 +189,23 @@ class UnitStack:
 
     def _deadlock(self, top: Unit, waiting: str) -> SandboxDeadlockError:
         kind = describe_actor(top.owner).split()[0]
+        if top.owner is threading.current_thread():  # a task of this thread waits for the thread's own work
+            why = (
+                "the sandbox is one connection, and this thread's own sync work holds an open transaction "
+                "that has written on it; the task now waiting runs on the same thread, so nothing can finish "
+                "that transaction while it waits: it waits for itself."
+            )
+        else:
+            why = (
+                "the sandbox is one connection: while a transaction that has written is open on it, the "
+                f"statements of other tasks and threads queue behind it. That {kind} has not finished its "
+                "transaction; most often it is waiting, in turn, for the work that waits here (a test that "
+                "keeps a session open and awaits a scheduler, or calls the app through TestClient)."
+            )
         return SandboxDeadlockError(
             f"{waiting} waited {self.timeout:g}s for the unit of work {top.describe()}, "
             f"which never finished.\n  That {kind} is now at:{where_is(top.owner) or ' (no stack)'}",
-            why="the sandbox is one connection: while a transaction that has written is open on it, the "
-            "statements of other tasks and threads queue behind it. A test (or task) that keeps such a "
-            "session open and then waits for work elsewhere (a scheduler, a request through TestClient) "
-            "waits for itself.",
+            why=why,
             fix="commit or close the session (async with session.begin(): / await session.commit()) "
             "before awaiting other tasks or calling the app; raise sqlsandbox_lock_timeout if the work is "
             "just slow.",

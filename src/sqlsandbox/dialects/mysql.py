@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import re
 import shlex
 from collections.abc import Awaitable, Callable
@@ -264,17 +265,22 @@ class MySQLProvisioner(ServerProvisioner):
     # ---- quirks ---------------------------------------------------------------------------------------
     @classmethod
     def loop_free(cls, async_driver: str) -> bool:
-        return async_driver == "asyncmy"
+        return async_driver in ("asyncmy", "aiomysql")
 
     @classmethod
     def async_creator(cls, url: URL, owner: OwnerLoop) -> Callable[[], Awaitable[Any]] | None:
-        if url.get_driver_name() != "asyncmy":
-            return None  # aiomysql: not proxied yet
-        import asyncmy
-
+        driver = url.get_driver_name()
+        if driver not in ("asyncmy", "aiomysql"):
+            return None
+        module = importlib.import_module(driver)
         _, params = url.get_dialect(_is_async=True)().create_connect_args(url)
+
+        async def connect(**params: Any) -> Any:  # aiomysql's connect() is an awaitable, not a coroutine
+            return await module.connect(**params)
+
+        connect.__module__ = driver  # LoopProxy wraps the objects of the driver's own package
         # close() (not awaited) closes the transport, which only its loop's thread may touch
-        return proxied_creator(owner, asyncmy.connect, params, frozenset({"close"}))
+        return proxied_creator(owner, connect, params, frozenset({"close"}))
 
     @classmethod
     def _ends(cls, statement: str) -> bool:

@@ -155,7 +155,9 @@ class PostgresProvisioner(ServerProvisioner):
     # ---- quirks ---------------------------------------------------------------------------------------
     @classmethod
     def loop_free(cls, async_driver: str) -> bool:
-        return async_driver == "asyncpg"
+        # asyncpg's connection lives on the owner loop; psycopg's async one binds to no loop (its IO waits on
+        # the caller's loop, statement by statement), so it serves any loop as it is
+        return async_driver in ("asyncpg", "psycopg", "psycopg_async")
 
     @classmethod
     def async_creator(cls, url: URL, owner: OwnerLoop) -> Callable[[], Awaitable[Any]] | None:
