@@ -190,6 +190,14 @@ def load_settings(ini: Callable[[str], Any] = _nothing, cli: Callable[[str], Any
     return Settings(**values)
 
 
+def configured_by(ini: Callable[[str], Any] = _nothing, cli: Callable[[str], Any] = _nothing) -> list[str]:
+    """Where the project turned sqlsandbox on: each sqlsandbox_* ini key, SQLSANDBOX_* variable and
+    --sqlsandbox-* option that is set. None: the plugin stays out of the way (see plugin.py)."""
+    found = [opt.ini for opt in OPTIONS if ini(opt.ini) not in (None, [], "")]
+    found += [opt.env for opt in OPTIONS if os.environ.get(opt.env)]
+    return found + [opt.cli for opt in OPTIONS if cli(opt.ini)]
+
+
 def import_string(spec: str, setting: str) -> Any:
     """Import 'package.module:attr.sub' and explain precisely what went wrong if it fails."""
     module_name, sep, attr_path = spec.partition(":")

@@ -27,6 +27,7 @@ from .config import (
     MARKERS,
     OPTIONS,
     Settings,
+    configured_by,
     import_string,
     load_settings,
 )
@@ -39,6 +40,7 @@ from .sandbox import Sandbox, work_of
 
 RUN = pytest.StashKey[Run]()
 REPORT = pytest.StashKey[Report]()
+ACTIVE = pytest.StashKey[bool]()  # the project uses sqlsandbox: configured, or a test asks for a sandbox
 SANDBOX_FIXTURES = frozenset(
     {
         "sandbox",
@@ -125,17 +127,35 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", {})  # pytest-xdist: one database per worker
     worker = workerinput.get("workerid", "")
     run_id = str(workerinput.get("testrunuid", ""))[:8]
-    cache = getattr(config, "cache", None)  # pytest's cache folder keeps SQLite schema templates
-    cache_dir = cache.mkdir("sqlsandbox") if cache is not None else None
+    cache_dir = _cache_dir(config)  # pytest's cache folder keeps SQLite schema templates (made when used)
     run = Run(settings, worker=worker, rootdir=Path(str(config.rootpath)), run_id=run_id, cache_dir=cache_dir)
     config.stash[RUN] = run
     config.stash[REPORT] = Report()
-    blocker.push(run.blocker)
+    config.stash[ACTIVE] = False
+    # A project that has not configured sqlsandbox (installed alongside, or by a dependency) is left as it
+    # is: no blocker, no database, no clean-up, until a test asks for a sandbox (see the collection hook).
+    if configured_by(config.getini, lambda key: config.getoption(key, default=None)):
+        _activate(config)
+
+
+def _activate(config: pytest.Config) -> None:
+    if not config.stash[ACTIVE]:
+        config.stash[ACTIVE] = True
+        blocker.push(config.stash[RUN].blocker)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.stash.get(ACTIVE, True):
+        return None
+    return (
+        "sqlsandbox: no sqlsandbox_* setting, so off unless a test asks for its fixtures or marker "
+        "(sqlsandbox_url / sqlsandbox_metadata in the pytest config turn it on)"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN, None)
-    if run is not None:
+    if run is not None and config.stash.get(ACTIVE, False):
         blocker.pop(run.blocker)
 
 
@@ -183,6 +203,8 @@ def pytest_collection_modifyitems(
         or item.get_closest_marker("sqlsandbox")
         for item in items
     )
+    if wants_db:
+        _activate(config)  # a test asks for a sandbox: the project uses sqlsandbox, configured or not
     if wants_db and not config.option.collectonly:
         try:
             config.stash[RUN].database()
