@@ -66,19 +66,26 @@ class OwnerLoop:
             loop.close()
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+async def _await(awaitable: Awaitable[T], gate: asyncio.Lock | None) -> T:
+    if gate is None:
+        return await awaitable
+    async with gate:
+        return await awaitable
 
 
-async def run_on(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
+async def run_on(
+    loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T], gate: asyncio.Lock | None = None
+) -> T:
     """Await `awaitable` on `loop`, which runs in another thread, from any loop; a caller that is cancelled
-    cancels it there and waits until it has ended."""
+    cancels it there and waits until it has ended. With a gate (one per driver connection), one operation at a
+    time reaches the driver there, whatever its callers do: work a test left running that is still mid-statement
+    when the sandbox rolls back (its own loop stopped with the test) is waited for, never overlapped."""
     try:
         here = asyncio.get_running_loop() is loop
     except RuntimeError:
         here = False
     if here:
-        return await awaitable
+        return await _await(awaitable, gate)
     if loop.is_closed() or not loop.is_running():
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # never to run: closed, not left to warn
@@ -89,7 +96,7 @@ async def run_on(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[T]) -> T:
             fix="nothing to do in the test: the next test gets a fresh connection on a new owner loop. "
             "If this repeats, report it with the test's output.",
         )
-    future = asyncio.run_coroutine_threadsafe(_await(awaitable), loop)
+    future = asyncio.run_coroutine_threadsafe(_await(awaitable, gate), loop)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -125,7 +132,7 @@ def proxied_creator(
     async def create() -> Any:
         loop = owner.loop
         raw = await run_on(loop, connect(**params))
-        return LoopProxy(raw, loop, (package,), on_loop)
+        return LoopProxy(raw, loop, (package,), on_loop, asyncio.Lock())
 
     return create
 
@@ -137,12 +144,24 @@ class LoopProxy:
     A dialect (dialects/<family>.py) says which modules' objects are the driver's (`wrap`) and which of its
     plain methods must run on the owner loop's thread (`on_loop`: they touch the transport)."""
 
-    __slots__ = ("_sqlsandbox_loop", "_sqlsandbox_on_loop", "_sqlsandbox_target", "_sqlsandbox_wrap")
+    __slots__ = (
+        "_sqlsandbox_gate",
+        "_sqlsandbox_loop",
+        "_sqlsandbox_on_loop",
+        "_sqlsandbox_target",
+        "_sqlsandbox_wrap",
+    )
 
     def __init__(
-        self, target: Any, loop: asyncio.AbstractEventLoop, wrap: tuple[str, ...], on_loop: frozenset[str]
+        self,
+        target: Any,
+        loop: asyncio.AbstractEventLoop,
+        wrap: tuple[str, ...],
+        on_loop: frozenset[str],
+        gate: asyncio.Lock,
     ) -> None:
         object.__setattr__(self, "_sqlsandbox_target", target)
+        object.__setattr__(self, "_sqlsandbox_gate", gate)  # the driver connection's: shared by its objects
         object.__setattr__(self, "_sqlsandbox_loop", loop)  # the loop the target lives on
         object.__setattr__(self, "_sqlsandbox_wrap", wrap)
         object.__setattr__(self, "_sqlsandbox_on_loop", on_loop)
@@ -154,7 +173,13 @@ class LoopProxy:
             and not isinstance(value, tuple)
             and any((c.__module__ or "").split(".")[0] in self._sqlsandbox_wrap for c in type(value).__mro__)
         ):
-            return LoopProxy(value, self._sqlsandbox_loop, self._sqlsandbox_wrap, self._sqlsandbox_on_loop)
+            return LoopProxy(
+                value,
+                self._sqlsandbox_loop,
+                self._sqlsandbox_wrap,
+                self._sqlsandbox_on_loop,
+                self._sqlsandbox_gate,
+            )
         return value
 
     def __getattr__(self, name: str) -> Any:
@@ -164,7 +189,7 @@ class LoopProxy:
         if inspect.iscoroutinefunction(attr):
 
             async def on_owner(*args: Any, **kwargs: Any) -> Any:
-                return self._sqlsandbox_proxy(await run_on(loop, attr(*args, **kwargs)))
+                return self._sqlsandbox_proxy(await run_on(loop, attr(*args, **kwargs), self._sqlsandbox_gate))
 
             return on_owner
         if callable(attr) and not isinstance(attr, type):
@@ -177,7 +202,7 @@ class LoopProxy:
                 if inspect.isawaitable(value) and not inspect.iscoroutine(value):
                     return self._sqlsandbox_proxy(value)  # a driver object that is also awaitable
                 if inspect.iscoroutine(value):
-                    return _on_loop(loop, value, self._sqlsandbox_proxy)
+                    return _on_loop(loop, value, self._sqlsandbox_proxy, self._sqlsandbox_gate)
                 return self._sqlsandbox_proxy(value)
 
             return call
@@ -188,7 +213,8 @@ class LoopProxy:
 
     def __await__(self) -> Any:
         async def awaited() -> Any:
-            return self._sqlsandbox_proxy(await run_on(self._sqlsandbox_loop, self._sqlsandbox_target))
+            target, gate = self._sqlsandbox_target, self._sqlsandbox_gate
+            return self._sqlsandbox_proxy(await run_on(self._sqlsandbox_loop, target, gate))
 
         return awaited().__await__()
 
@@ -197,6 +223,9 @@ class LoopProxy:
 
 
 async def _on_loop(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], proxy: Callable[[Any], Any]
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, Any],
+    proxy: Callable[[Any], Any],
+    gate: asyncio.Lock,
 ) -> Any:
-    return proxy(await run_on(loop, coro))
+    return proxy(await run_on(loop, coro, gate))

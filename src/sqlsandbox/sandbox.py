@@ -196,6 +196,7 @@ class Sandbox:
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
         self._closing = True
+        self.units.end()
         for unit in self.units.held_by_pending_tasks():
             self._problem(
                 f"{unit.describe()} is still open as the test ends, and its task has not finished: the test "
@@ -406,11 +407,20 @@ class Sandbox:
                 f"A connection was used after its test ended (at {call_site()}).",
                 fix="keep sessions and connections inside the test that made them.",
             )
-        if self._root is not None and (self._root_dead or self._root.invalidated):
-            self._replace_dead_root()
-        if self._root is None:
-            self._open_root(flavor, conn.home)
-        elif flavor != self._flavor:
+        if self._root is None or self._root_dead or self._root.invalidated:
+            # One actor at a time (re)opens it: opening an async connection awaits, and other tasks that
+            # need it meanwhile must get this one, not open a second one.
+            self.units.lock.acquire(
+                self.units.timeout, lambda owner: self.units._busy(owner, f"Connecting at {call_site()}")
+            )
+            try:
+                if self._root is not None and (self._root_dead or self._root.invalidated):
+                    self._replace_dead_root()
+                if self._root is None:
+                    self._open_root(flavor, conn.home)
+            finally:
+                self.units.lock.release()
+        if flavor != self._flavor:
             raise self._mixing_error(flavor)
         elif self._loop is not None and not self._loop_free:  # else it serves every thread and loop
             mismatch = loop_mismatch(self._loop, call_site)
@@ -465,7 +475,7 @@ class Sandbox:
         work of this test so far went with the old one, as it would on a real server."""
         root, self._root = self._root, None
         assert root is not None
-        self.units.clear()
+        self.units.clear(keep_lock=True)  # the caller holds it while it opens the new one
         self._keeper.layers.lose()
         for conn in list(self._joined):
             if conn._dbapi_connection is not None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .actors import SLICE, Actor, ActorLock, Waiters, current_actor, describe_actor, is_alive, where_is
-from .errors import SandboxDeadlockError, SandboxInterleavingError
+from .errors import SandboxClosedError, SandboxDeadlockError, SandboxInterleavingError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -90,6 +90,21 @@ class UnitStack:
         # SQL on the sandbox connection past SQLAlchemy (no events): how read-only units let others pass
         self._raw_execute = raw_execute
         self._next_name = next_name
+        self.ended = False  # the test ended: work still waiting here (or coming late) is refused
+
+    def end(self) -> None:
+        """The test is over: wake whatever still waits for a turn, to be refused (_check_not_ended)."""
+        self.ended = True
+        self._changed()
+
+    def _check_not_ended(self) -> None:
+        if self.ended:
+            raise SandboxClosedError(
+                f"{describe_actor(current_actor())} waited for the sandbox connection until its test ended.",
+                why="a task or thread of the test was still waiting for its turn when the test returned; its "
+                "sandbox is rolled back, and the next test's connection is not its to use.",
+                fix="await or cancel the tasks a test starts (and join its threads) before it returns.",
+            )
 
     @property
     def top(self) -> Unit | None:
@@ -121,6 +136,7 @@ class UnitStack:
             seen = self._waiters.version
             self.lock.acquire(self._remaining(deadline), lambda owner: self._busy(owner, waiting_fn()))
             try:
+                self._check_not_ended()
                 if self.lock.depth == 1:
                     self._suspend_idle_readers(unit)
                 # a suspended unit (another actor released its savepoint) comes back as a new one, on top
@@ -145,6 +161,7 @@ class UnitStack:
         deadline = time.monotonic() + self.timeout
         while True:
             seen = self._waiters.version
+            self._check_not_ended()
             if ready():
                 return
             top = self.top
@@ -345,9 +362,10 @@ class UnitStack:
         """Units whose task has not finished: at the test's end, work the test started and did not await."""
         return [u for u in self.units if isinstance(u.owner, asyncio.Task) and not u.owner.done()]
 
-    def clear(self) -> None:
+    def clear(self, keep_lock: bool = False) -> None:
         self.units.clear()
-        self.lock.reset()
+        if not keep_lock:
+            self.lock.reset()
         self._changed()
 
 
