@@ -28,6 +28,8 @@ class RootKeeper:
         # idle async connections of a loop that is not running now: closed on it when it runs no more
         self.retired: list[tuple[asyncio.AbstractEventLoop, Connection]] = []
         self.layers = LayerStack()
+        # the run killed its connections (Ctrl-C): they are let go without a ROLLBACK, which would fail
+        self.dead = False
 
     def root(self, flavor: Flavor) -> Connection | None:
         """The kept connection of that flavor, if any."""
@@ -83,7 +85,7 @@ class RootKeeper:
     def close(self) -> None:
         self.layers.clear()
         if self.sync is not None:
-            discard(self.sync)
+            discard(self.sync, dead=self.dead)
         self.sync = None
         self.close_async()
 
@@ -94,6 +96,7 @@ class RootKeeper:
         self.retired, self.async_ = [], None
         for loop, root in closing:
             try:
-                run_on_idle_loop(loop, root.close, lambda root=root: discard(root))  # type: ignore[misc]
+                close = (lambda root=root: discard(root, dead=True)) if self.dead else root.close
+                run_on_idle_loop(loop, close, lambda root=root: discard(root))  # type: ignore[misc]
             except Exception:
                 discard(root)
