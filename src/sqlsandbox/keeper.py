@@ -10,6 +10,7 @@ With seed layers active, the kept connection holds their open transaction (see l
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Literal
 
 from sqlalchemy.engine import Connection
@@ -96,7 +97,12 @@ class RootKeeper:
         self.retired, self.async_ = [], None
         for loop, root in closing:
             try:
-                close = (lambda root=root: discard(root, dead=True)) if self.dead else root.close
-                run_on_idle_loop(loop, close, lambda root=root: discard(root))  # type: ignore[misc]
+                run_on_idle_loop(loop, partial(self._close_one, root), partial(discard, root))
             except Exception:
                 discard(root)
+
+    def _close_one(self, root: Connection) -> None:
+        if self.dead:  # ended by the run (Ctrl-C): nothing is sent on it
+            discard(root, dead=True)
+        else:
+            root.close()
