@@ -114,13 +114,17 @@ class JoinedConnection(Connection):
         return f"<JoinedConnection {self._unit.describe() if self._unit else 'idle'}>"
 
 
-def discard(root: Connection) -> None:
-    """Drop a connection that cannot be closed normally (its loop is gone); the server rolls back."""
+def discard(root: Connection, *, dead: bool = False) -> None:
+    """Drop a connection that cannot be closed normally (its loop is gone, or the server ended its session:
+    `dead`, so nothing is sent on it); the server rolls back."""
     fairy = root._dbapi_connection
     terminated = False
     try:
         raw = getattr(fairy, "dbapi_connection", None)
-        if raw is not None and hasattr(raw, "terminate"):
+        if dead and fairy is not None and not hasattr(raw, "terminate"):
+            if fairy.is_valid:  # SQLAlchemy invalidates a connection a KeyboardInterrupt cut short itself
+                fairy.invalidate()  # closes the driver connection without the pool's reset (a ROLLBACK)
+        elif raw is not None and hasattr(raw, "terminate"):
             terminated = True
             raw.terminate()
         elif in_greenlet() or not root.dialect.is_async:

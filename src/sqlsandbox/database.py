@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import MetaData, Table, event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -39,6 +40,13 @@ class TestDatabase:
         self._has_sync: bool | None = None
         self.owner = OwnerLoop()  # started at the first async connection that lives there
         self._no_async: DriverMissingError | None = None
+        # the server's ids of every connection this run made to it, so that the run can end those still open
+        # (kill_sessions). Kept after their close: a connection closed mid-statement (Ctrl-C) lives on in the
+        # server, its locks held, until its statement ends
+        self._sessions: set[int] = set()
+        self._sessions_mutex = threading.Lock()
+        # set once the run has killed its connections (Ctrl-C): closing them must not try to roll back
+        self.stopping = False
 
     def add_engine_setup(self, setup: Callable[[Engine], None]) -> None:
         """Run setup on every engine this database makes (the sandbox's engine events, events.py)."""
@@ -51,6 +59,27 @@ class TestDatabase:
         self.provisioner.prepare_engine(engine)
         for setup in self._listeners:
             setup(engine)
+        query = self.provisioner.session_id_query()
+        if query is not None:
+            event.listen(engine, "connect", lambda dbapi, record: self._record_session(dbapi, query))
+
+    def _record_session(self, dbapi_connection: Any, query: str) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(query)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        with self._sessions_mutex:
+            self._sessions.add(int(row[0]))
+
+    def kill_sessions(self) -> int:
+        """End, from an admin connection, every connection of this run's to the test database that the server
+        still has (a test interrupted mid-transaction or mid-statement, a close that never came): their
+        locks would hold the DROP. Returns how many there were."""
+        with self._sessions_mutex:
+            ids = sorted(self._sessions)
+        return self.provisioner.kill_sessions(self.url, ids)
 
     @property
     def sync_engine(self) -> Engine:

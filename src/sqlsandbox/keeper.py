@@ -10,6 +10,7 @@ With seed layers active, the kept connection holds their open transaction (see l
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Literal
 
 from sqlalchemy.engine import Connection
@@ -28,6 +29,8 @@ class RootKeeper:
         # idle async connections of a loop that is not running now: closed on it when it runs no more
         self.retired: list[tuple[asyncio.AbstractEventLoop, Connection]] = []
         self.layers = LayerStack()
+        # the run killed its connections (Ctrl-C): they are let go without a ROLLBACK, which would fail
+        self.dead = False
 
     def root(self, flavor: Flavor) -> Connection | None:
         """The kept connection of that flavor, if any."""
@@ -83,7 +86,7 @@ class RootKeeper:
     def close(self) -> None:
         self.layers.clear()
         if self.sync is not None:
-            discard(self.sync)
+            discard(self.sync, dead=self.dead)
         self.sync = None
         self.close_async()
 
@@ -94,6 +97,12 @@ class RootKeeper:
         self.retired, self.async_ = [], None
         for loop, root in closing:
             try:
-                run_on_idle_loop(loop, root.close, lambda root=root: discard(root))  # type: ignore[misc]
+                run_on_idle_loop(loop, partial(self._close_one, root), partial(discard, root))
             except Exception:
                 discard(root)
+
+    def _close_one(self, root: Connection) -> None:
+        if self.dead:  # ended by the run (Ctrl-C): nothing is sent on it
+            discard(root, dead=True)
+        else:
+            root.close()

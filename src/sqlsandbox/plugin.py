@@ -134,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ACTIVE] = False
     # A project that has not configured sqlsandbox (installed alongside, or by a dependency) is left as it
     # is: no blocker, no database, no clean-up, until a test asks for a sandbox (see the collection hook).
+    config.pluginmanager.register(_OnInterrupt(run), "sqlsandbox-interrupt")
     if configured_by(config.getini, lambda key: config.getoption(key, default=None)):
         _activate(config)
 
@@ -212,14 +213,30 @@ def pytest_collection_modifyitems(
             raise usage_error(exc) from None
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    run = session.config.stash.get(RUN, None)
-    if run is None:
-        return
-    run.finish()
-    late = session.config.stash[REPORT].late_work
-    if (run.leftovers or run.finish_error or late) and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+class _OnInterrupt:
+    """pytest_keyboard_interrupt is given no config: this object, registered per config, knows its run."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C (or pytest.exit): end this run's connections before pytest tears the fixtures down."""
+        self.run.interrupt()
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    """Finish the run once every fixture is torn down (pytest's runner does that in its own
+    pytest_sessionfinish, after an interrupt or -x), and before the terminal summary is written."""
+    try:
+        return (yield)
+    finally:
+        run = session.config.stash.get(RUN, None)
+        if run is not None:
+            run.finish()
+            late = session.config.stash[REPORT].late_work
+            if (run.leftovers or run.finish_error or late) and session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

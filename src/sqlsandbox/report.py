@@ -71,6 +71,9 @@ class Report:
         if run.removed_stale:
             stale = run.removed_stale
             out.append((f"Cleaned up after killed runs ({len(stale)}): {', '.join(stale)}", False))
+        if run.interrupted:
+            ended = f"ended its {run.killed} open connection(s), then " if run.killed else ""
+            out.append((f"Interrupted: sqlsandbox {ended}dropped {run.database_name}.", False))
         if run.finish_error:
             out.append((f"The end-of-run check failed: {run.finish_error}", True))
         for name, tables in self.escapes:
@@ -91,7 +94,7 @@ class Report:
                     True,
                 )
             )
-        if run.metadatas and not run.leftovers:
+        if run.metadatas and not run.leftovers and not run.interrupted:  # not checked after Ctrl-C
             out.append(("Every table is as the schema build left it.", False))
         return out
 

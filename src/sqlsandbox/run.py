@@ -33,6 +33,7 @@ from .errors import ConfigError, SandboxError, ServerUnreachableError
 from .keeper import RootKeeper
 from .mappers import check_mappers
 from .sandbox import Sandbox, work_of
+from .sandbox import active as active_sandbox
 
 
 class Run:
@@ -76,6 +77,8 @@ class Run:
         self.leftovers: dict[str, tuple[int, int]] = {}
         self.blocker = Blocker()
         self.finish_error: str | None = None
+        self.interrupted = False  # Ctrl-C (or pytest.exit): interrupt() ended this run's connections
+        self.killed = 0  # this run's connections still open at the end, ended from an admin connection
         self.removed_stale: list[str] = []
         self.cache_dir = cache_dir  # where SQLite templates are kept (pytest's cache folder)
         self.schema_note = ""  # how the schema came to be, for the report
@@ -236,25 +239,60 @@ class Run:
                 db.check_models_match_migrations(self.metadatas)
         db.build_schema(self.metadatas)
 
-    def finish(self) -> None:
+    def interrupt(self) -> None:
+        """Ctrl-C: end this run's connections now, from an admin connection, before anything tries to
+        close them. The interrupted test's may be mid-transaction holding locks (MariaDB: the metadata
+        locks the DROP at finish() would wait for), or mid-statement, its reply half read (a ROLLBACK sent
+        on it would wait for the rest). The server rolls each back; closing them afterwards sends nothing."""
+        self.interrupted = True
         if self._db is None:
             return
+        self._db.stopping = self.keeper.dead = True
         try:
+            self.killed += self._db.kill_sessions()
+        except Exception as exc:  # finish() tries again, and says why if it cannot drop
+            self.finish_error = f"could not end this run's connections: {_one_line(exc)}"
+
+    def finish(self) -> None:
+        """Close this run's connections, check for rows that outlived their sandboxes (not after Ctrl-C), and
+        drop the test database: in that order, so the DROP never waits behind a connection of our own."""
+        if self._db is None:
+            return
+        db = self._db
+        try:
+            box = active_sandbox()
+            if box is not None and box.db is db and not box.closed:
+                with contextlib.suppress(Exception):  # its fixture's teardown never ran: no test to fail
+                    box.close()
             self.keeper.close()
-            if self.metadatas:
-                self.leftovers = self._db.leftovers(self.metadatas)
+            if self.metadatas and not self.interrupted:
+                self.leftovers = db.leftovers(self.metadatas)
         except Exception as exc:  # the end-of-run check must not hide the run's own report
             self.finish_error = f"{type(exc).__name__}: {exc}"
         finally:
             try:
+                # any connection of ours still open (a close that never came) would hold the DROP
+                self.killed += db.kill_sessions()
                 if not self.settings.keep_db:
-                    self._db.drop()
+                    db.drop()
                 else:  # marked as kept, so no later run (of any project) takes it for a killed run's
-                    self._db.dispose()
-                    self.kept = self._db.provisioner.keep(self._db.url)
+                    db.dispose()
+                    self.kept = db.provisioner.keep(db.url)
+            except Exception as exc:  # one line in the report, never a traceback over pytest's own
+                self.finish_error = (
+                    f"could not drop the test database {self.database_name}: {_one_line(exc)} "
+                    "(the next run on this host removes it)"
+                )
             finally:
                 if self.embedded is not None:
                     self.embedded.stop()
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver error's own message, first line: SQLAlchemy's adds the statement and a link."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}"
 
 
 def _alembic_ini(path: str, rootdir: Path | None) -> Path:

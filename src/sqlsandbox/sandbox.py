@@ -240,6 +240,12 @@ class Sandbox:
         root, self._root = self._root, None
         assert root is not None and self._flavor is not None
         self.units.clear()
+        if self.db.stopping:
+            # the run killed its connections (Ctrl-C): the server rolled this one back, and a rollback
+            # sent now would only fail (PostgreSQL: AdminShutdown) or wait on a half-read reply
+            self._keeper.layers.clear()
+            discard(root, dead=True)
+            return
         try:
             if root.invalidated or self._root_dead:
                 root.close()

@@ -52,10 +52,42 @@ def error_code(exc: DBAPIError) -> str:
 _DRIVER_MODULES = {"psycopg", "psycopg2", "asyncpg", "pymysql", "asyncmy", "aiomysql", "MySQLdb", "sqlite3"}
 
 
+# Every admin connection waits at most this long for a lock (a DROP behind a connection that holds its
+# tables' metadata locks waited for a year, MariaDB's default, and queued every other run's queries behind
+# it), and runs a statement at most ADMIN_STATEMENT_SECONDS (a template clone copies a whole database).
+ADMIN_LOCK_SECONDS = 10
+ADMIN_STATEMENT_SECONDS = 300
+
+
+def admin_bounds(conn: Connection) -> list[str]:
+    """The statements that bound an admin session's lock waits and statements, for its server."""
+    if conn.dialect.name == "postgresql":
+        return [
+            f"SET lock_timeout = '{ADMIN_LOCK_SECONDS}s'",
+            f"SET statement_timeout = '{ADMIN_STATEMENT_SECONDS}s'",
+        ]
+    if conn.dialect.name in ("mysql", "mariadb"):
+        bounds = [
+            f"SET SESSION lock_wait_timeout = {ADMIN_LOCK_SECONDS}",
+            f"SET SESSION innodb_lock_wait_timeout = {ADMIN_LOCK_SECONDS}",
+        ]
+        if getattr(conn.dialect, "is_mariadb", False):  # MySQL's max_execution_time bounds SELECTs only
+            bounds.append(f"SET SESSION max_statement_time = {ADMIN_STATEMENT_SECONDS}")
+        return bounds
+    return []
+
+
 def run_admin(url: URL, fn: Callable[[Connection], T]) -> T:
-    """Run fn on an AUTOCOMMIT connection to url, through a sync driver if one is installed."""
+    """Run fn on an AUTOCOMMIT connection to url, through a sync driver if one is installed; its lock
+    waits and statements bounded (admin_bounds)."""
+
+    def bounded(conn: Connection) -> T:
+        for statement in admin_bounds(conn):
+            conn.exec_driver_sql(statement)
+        return fn(conn)
+
     try:
-        return drivers.run_on_any_driver(url, fn, autocommit=True)
+        return drivers.run_on_any_driver(url, bounded, autocommit=True)
     except Exception as exc:
         # A driver error can also arrive unwrapped (e.g. when the driver module was re-imported and
         # SQLAlchemy no longer recognises its classes), so judge by what it says, not only its type.
@@ -255,6 +287,11 @@ class Provisioner:
         """Drop one of project_databases() if it still carries the mark it was judged by and nobody uses
         it: '' once it is gone, else why it was kept."""
         raise NotImplementedError
+
+    def kill_sessions(self, test_url: URL, session_ids: Sequence[int]) -> int:
+        """End these sessions of ours (server ids, see session_id_query) that are still connected to the test
+        database: how many were. Nothing to do where there is no server."""
+        return 0
 
     # ---- quirks (class-level: asked of a dialect name, without a server) ---------------------------
     @classmethod
@@ -471,6 +508,25 @@ class ServerProvisioner(Provisioner):
 
         run_admin(self._admin_url(), work)
         return Kept(name, self.drop_command(name))
+
+    def kill_sessions(self, test_url: URL, session_ids: Sequence[int]) -> int:
+        if not session_ids:
+            return 0
+        name = str(test_url.database)
+
+        def work(conn: Connection) -> int:
+            # only ids still connected to our own test database: a server reuses ids (PostgreSQL's are pids)
+            alive = self._sessions_in(conn, name, session_ids)
+            for session_id in alive:
+                with contextlib.suppress(DBAPIError):  # it ended between the look and the kill
+                    conn.exec_driver_sql(self.kill_statement(session_id))
+            return len(alive)
+
+        return run_admin(self._admin_url(), work)
+
+    def _sessions_in(self, conn: Connection, name: str, session_ids: Sequence[int]) -> list[int]:
+        """Which of these session ids are connected to database name now."""
+        raise NotImplementedError
 
     def drop(self, test_url: URL) -> None:
         name = str(test_url.database)

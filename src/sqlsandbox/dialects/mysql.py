@@ -8,7 +8,7 @@ import dataclasses
 import importlib
 import re
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -114,6 +114,11 @@ class MySQLProvisioner(ServerProvisioner):
 
     def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def _sessions_in(self, conn: Connection, name: str, session_ids: Sequence[int]) -> list[int]:
+        ours = set(session_ids)
+        rows = conn.execute(text("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :n"), {"n": name})
+        return [int(session_id) for session_id in rows.scalars() if int(session_id) in ours]
 
     def drop_if_unused(self, name: str, mark: Mark) -> str:
         def work(conn: Connection) -> str:

@@ -7,7 +7,7 @@ import getpass
 import os
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -95,6 +95,11 @@ class PostgresProvisioner(ServerProvisioner):
 
     def _drop_database(self, conn: Connection, name: str, *, force: bool = True) -> None:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force else ""))
+
+    def _sessions_in(self, conn: Connection, name: str, session_ids: Sequence[int]) -> list[int]:
+        ours = set(session_ids)
+        rows = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :n"), {"n": name}).scalars()
+        return [int(pid) for pid in rows if int(pid) in ours]
 
     @staticmethod
     def _clone(conn: Connection, name: str, template: str) -> None:
