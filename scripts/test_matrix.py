@@ -93,6 +93,12 @@ def main() -> int:
             steps.append(
                 (f"{example} on {label}", [PY, "-m", "pytest", "-q"], ROOT / "examples" / example, url)
             )
+        # 300 randomized tests while the sandbox connection is killed from outside (scripts/soak.py)
+        steps.append((f"soak on {label}", [PY, "scripts/soak.py", "--tests", "300"], ROOT, url))
+    # aiomysql: the async driver the MariaDB runs above do not pick
+    if any(url and url.startswith("mysql") for _, url in runs):
+        aiomysql = driver(MARIA, "aiomysql")
+        steps.append(("plugin suite on mariadb+aiomysql", [PY, "-m", "pytest", "-q", "tests"], ROOT, aiomysql))
     # the reference apps on a throwaway PostgreSQL started for the run (postgresql+embedded://)
     for example in EXAMPLES:
         steps.append(
