@@ -318,6 +318,7 @@ def test_raw_sqlite_reaches_only_the_test_database(project: pytest.Pytester) -> 
 def test_drivers_are_wrapped_only_while_a_run_is_active(pytester: pytest.Pytester) -> None:
     """A process of its own (no outer run): before the run and after it, every driver function is the
     driver's own; during a test, those of drivers imported before the run and during it are wrapped."""
+    pytester.makeini("[pytest]\nsqlsandbox_lock_timeout = 10\n")  # configured: the plugin is on
     pytester.makeconftest(
         """
         import sys, sqlite3, psycopg, pymysql, pytest
