@@ -154,7 +154,7 @@ def test_driver_level_commits_fail_their_test_and_are_undone(seeded: pytest.Pyte
             cursor = db_session.connection().connection.dbapi_connection.cursor()
             cursor.execute("COMMIT")
             cursor.close()
-            with pytest.raises(SandboxEscapeError, match="ended past SQLAlchemy after"):
+            with pytest.raises(SandboxEscapeError, match="ended past SQLAlchemy between"):
                 db_session.execute(select(Item)).all()
 
         def test_4_clean(db_session):
@@ -182,7 +182,7 @@ def test_driver_level_commits_fail_their_test_and_are_undone(seeded: pytest.Pyte
     result.assert_outcomes(passed=7, errors=4)
     for name in ("test_1_dbapi_commit", "test_3_raw_cursor", "test_5_multi", "test_6_async_driver_commit"):
         assert f"ERROR at teardown of {name}" in out, out
-    assert "by the end of the test: what the test wrote until then was committed for real" in out
+    assert "and the end of the test: what the test wrote until then was committed for real" in out
     committed_past = [line for line in out.splitlines() if line.startswith("COMMITTED PAST THE SANDBOX: ")]
     assert [line.split("::")[1] for line in committed_past] == [
         "test_1_dbapi_commit (tables put back: items)",

@@ -129,3 +129,24 @@ def test_committed_mode_as_the_first_async_use_of_a_run(pytester: pytest.Pyteste
         """
     )
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
+
+
+@pytest.mark.sqlsandbox(committed=True)  # LISTEN and NOTIFY take effect at commit: never inside the sandbox
+async def test_a_driver_callback_runs_on_the_loop_that_registered_it(sandbox: Sandbox) -> None:
+    if sandbox.db.async_engine.sync_engine.dialect.driver != "asyncpg":
+        pytest.skip("asyncpg's add_listener")
+    loop, heard, where = asyncio.get_running_loop(), asyncio.Event(), []
+
+    def on_notify(connection: object, pid: int, channel: str, payload: str) -> None:
+        where.append((payload, asyncio.get_running_loop() is loop))
+        heard.set()  # an asyncio.Event: set from another thread, it would not wake the test
+
+    async with sandbox.async_engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")  # LISTEN takes effect at once
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.add_listener("sqlsandbox_test", on_notify)
+        async with sandbox.async_engine.begin() as other:
+            await other.exec_driver_sql("NOTIFY sqlsandbox_test, 'hello'")
+        await asyncio.wait_for(heard.wait(), timeout=10)
+        await driver.remove_listener("sqlsandbox_test", on_notify)
+    assert where == [("hello", True)]

@@ -189,12 +189,14 @@ class LoopProxy:
         if inspect.iscoroutinefunction(attr):
 
             async def on_owner(*args: Any, **kwargs: Any) -> Any:
+                args = _relaying(name, args)
                 return self._sqlsandbox_proxy(await run_on(loop, attr(*args, **kwargs), self._sqlsandbox_gate))
 
             return on_owner
         if callable(attr) and not isinstance(attr, type):
 
             def call(*args: Any, **kwargs: Any) -> Any:
+                args = _relaying(name, args)
                 if name in self._sqlsandbox_on_loop:
                     value = call_in(loop, lambda: attr(*args, **kwargs))
                 else:
@@ -220,6 +222,48 @@ class LoopProxy:
 
     def __repr__(self) -> str:
         return f"<on the owner loop: {self._sqlsandbox_target!r}>"
+
+
+# driver methods that register callbacks (asyncpg's listeners): the driver calls them on the owner loop, and
+# they are handed to the loop that registered them, where the code that registered them expects them to run
+RELAYED = frozenset(
+    {
+        "add_listener",
+        "remove_listener",
+        "add_log_listener",
+        "remove_log_listener",
+        "add_termination_listener",
+        "remove_termination_listener",
+    }
+)
+_relays: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def _relaying(name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The arguments of a driver method, its callbacks relayed to the caller's loop if it registers any."""
+    if name not in RELAYED:
+        return args
+    forget = name.startswith("remove_")
+    return tuple(_relayed(arg, forget) if callable(arg) else arg for arg in args)
+
+
+def _relayed(callback: Callable[..., Any], forget: bool) -> Callable[..., Any]:
+    """The same relay for the same callback, so that remove_* (forget) finds what add_* registered."""
+    if forget:
+        return _relays.pop(callback, callback)
+    try:
+        home = asyncio.get_running_loop()
+    except RuntimeError:
+        return callback
+    relay = _relays.get(callback)
+    if relay is None:
+
+        def relay(*args: Any) -> None:
+            if not home.is_closed():
+                home.call_soon_threadsafe(callback, *args)
+
+        _relays[callback] = relay
+    return relay
 
 
 async def _on_loop(

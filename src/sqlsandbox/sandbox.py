@@ -328,10 +328,10 @@ class Sandbox:
             return
         last = " ".join(self._last_statement.split())
         last = last if len(last) <= 60 else last[:57] + "..."
-        when = f"before the statement at {next_site}" if next_site else "by the end of the test"
+        until = f"the statement at {next_site}" if next_site else "the end of the test"
         self.escaped = (
-            f"The sandbox's outer transaction was ended past SQLAlchemy after `{last}` and {when}: what "
-            "the test wrote until then was committed for real."
+            f"The sandbox's outer transaction was ended past SQLAlchemy between `{last}` and {until}: "
+            "what the test wrote until then was committed for real."
         )
         self._problem(
             f"{self.escaped}\n  A commit on the driver connection (dbapi_connection.commit(), "

@@ -320,8 +320,11 @@ class MySQLProvisioner(ServerProvisioner):
 
     @classmethod
     def socket_of(cls, driver_connection: Any) -> int | None:
-        if hasattr(driver_connection, "_transport"):  # asyncmy, aiomysql
+        if hasattr(driver_connection, "_transport"):  # asyncmy
             return transport_fd(driver_connection._transport)
+        if hasattr(driver_connection, "_writer"):  # aiomysql: asyncio streams
+            writer = driver_connection._writer
+            return transport_fd(writer.transport if writer is not None else None)
         sock = getattr(driver_connection, "_sock", None)  # pymysql; mysqlclient has none we can reach
         if sock is None:
             return -1 if hasattr(driver_connection, "_sock") else None
