@@ -417,3 +417,36 @@ def test_mariadb_ddl_in_a_test_is_refused_as_ddl(inner: pytest.Pytester) -> None
     )
     result = run_in_order(inner)
     result.assert_outcomes(passed=4, errors=3)  # each refusal also fails its teardown, as a caught problem
+
+
+def test_an_engine_of_the_tests_own_on_the_test_database_is_refused(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+        import pytest
+        from sqlalchemy import create_engine, func, select, text
+        from sqlsandbox import DatabaseAccessBlocked
+        from appmodels import Item
+
+        def own_engine(sandbox):
+            sync_url = sandbox.sync_engine.url.render_as_string(hide_password=False)
+            return create_engine(sync_url)
+
+        def test_1_refused(sandbox):
+            engine = own_engine(sandbox)
+            with pytest.raises(DatabaseAccessBlocked, match="through an engine of its own, past the sandbox"):
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO items (name) VALUES ('mine')"))
+            engine.dispose()
+
+        @pytest.mark.sqlsandbox(committed=True)
+        def test_2_committed_mode_may(sandbox):
+            engine = own_engine(sandbox)
+            with engine.begin() as conn:
+                assert conn.execute(select(func.count()).select_from(Item)).scalar() == 0
+            engine.dispose()
+
+        def test_3_nothing_was_written(db_session):
+            assert db_session.scalar(select(func.count()).select_from(Item)) == 0
+        """
+    )
+    run_in_order(inner).assert_outcomes(passed=3)

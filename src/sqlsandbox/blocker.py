@@ -20,6 +20,7 @@ import importlib.abc
 import importlib.machinery
 import inspect
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,12 @@ class Blocker:
     allowed_names: set[str] = field(default_factory=set)
     current_test: str | None = None  # set while a test's setup, call or teardown runs
     blocked: list[str] = field(default_factory=list)
+    # the dialects of the test database's own engines: an engine of the test's own on the test database's
+    # URL would commit past the sandbox
+    own_dialects: weakref.WeakSet[Dialect] = field(default_factory=weakref.WeakSet)
+
+    def own(self, engine: Engine) -> None:
+        self.own_dialects.add(engine.dialect)
 
     def allow_database(self, name: str) -> None:
         self.allowed_names.add(name)
@@ -50,9 +57,12 @@ class Blocker:
             return
         family = dialects.quirks(dialect.name)
         target = family.database_of(cargs, cparams)
-        if family.is_scratch(target) or self._allowed(target):
+        if family.is_scratch(target):
             return
-        self._refuse(family.describe_target(dialect, cargs, cparams))
+        if not self._allowed(target):
+            self._refuse(family.describe_target(dialect, cargs, cparams))
+        if self.own_dialects and dialect not in self.own_dialects and not _committed_test():
+            self._refuse_own_engine(family.describe_target(dialect, cargs, cparams))
 
     def check_driver(self, hook: DriverConnect, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.current_test is None:
@@ -65,6 +75,19 @@ class Blocker:
     def _allowed(self, target: str) -> bool:
         resolved = str(Path(target).resolve()) if target else ""
         return target in self.allowed_names or resolved in self.allowed_names
+
+    def _refuse_own_engine(self, url: str) -> None:
+        self.blocked.append(f"{self.current_test}: {url} (an engine of its own)")
+        raise DatabaseAccessBlocked(
+            f"{self.current_test} connected to the test database {url} through an engine of its own, past "
+            "the sandbox.",
+            why="only connections made through the sandbox (its fixtures and engines, the bound factories) "
+            "are rolled back; an engine created on the test database's URL commits for real, and what it "
+            "commits would be there for every later test.",
+            fix="use sandbox.sync_engine / sandbox.async_engine or the db_session fixtures, bind the engine "
+            "(sandbox.bind(engine), or list it in sqlsandbox_bind), or mark the test "
+            "@pytest.mark.sqlsandbox(committed=True) if it must commit for real.",
+        )
 
     def _refuse(self, url: str) -> None:
         self.blocked.append(f"{self.current_test}: {url}")
@@ -80,6 +103,14 @@ class Blocker:
 
 _stack: list[Blocker] = []
 _listening = False
+
+
+def _committed_test() -> bool:
+    """Committed mode commits for real anyway: its own engines are the test's business."""
+    from .sandbox import active  # the sandbox imports the engines this module guards: imported late
+
+    box = active()
+    return box is not None and box.committed
 
 
 def push(blocker: Blocker) -> None:

@@ -227,6 +227,7 @@ class Run:
         try:
             db.record_baseline(self.metadatas)
             db.add_engine_setup(events.install)
+            db.add_engine_setup(self.blocker.own)
         except BaseException:
             db.drop()
             raise
