@@ -82,7 +82,8 @@ from sqlalchemy import func, select
 
 from soakmodels import AsyncSessionLocal, Item, SessionLocal, Tag
 
-N = int(__import__("os").environ["SOAK_TESTS"]) // 2
+TOTAL = int(__import__("os").environ["SOAK_TESTS"])
+N = TOTAL // 2
 
 
 def rows(session):
@@ -140,7 +141,7 @@ def test_sync(seed, db_session):
     assert rows(db_session) == expected
 
 
-@pytest.mark.parametrize("seed", range(N))
+@pytest.mark.parametrize("seed", range(TOTAL - N))
 async def test_async(seed, async_db_session):
     rng = random.Random(-seed - 1)
     count = select(func.count()).select_from(Item)
@@ -271,9 +272,17 @@ def main() -> int:
         output: list[str] = []
         reader = threading.Thread(target=lambda: output.extend(run.stdout or []), daemon=True)
         reader.start()
+        deadline = started + 900  # a safety limit: a soak that hangs fails
         while run.poll() is None:
             time.sleep(chaos.uniform(0.05, 0.6))  # chaos: when to strike, not a wait for anything
-            if admin and not args.no_kill and run.poll() is None:
+            if time.time() > deadline:
+                run.kill()
+                output.append("\nsoak: the run did not end within 900 s and was killed\n")
+                break
+            # only while tests run: the schema build and the end-of-run check are not tests
+            ended = log.read_text().count('"end"') if log.exists() else 0
+            running = log.exists() and ended < args.tests
+            if admin and not args.no_kill and running and run.poll() is None:
                 for session in sessions(admin, family, f"test_{tag}"):
                     issued = time.time()
                     kill(admin, family, session)

@@ -160,9 +160,13 @@ def test_driver_level_commits_fail_their_test_and_are_undone(seeded: pytest.Pyte
         def test_4_clean(db_session):
             assert names(db_session) == ["seed"]
 
-        def test_5_multi_statement_string(db_session):
+        def test_5_multi_statement_string(db_session, sandbox):
             db_session.add(Item(name="five"))
             db_session.flush()
+            if sandbox.db.family == "sqlite":  # sqlite3 runs one statement at a time, and says so itself
+                with pytest.raises(Exception, match="one statement at a time"):
+                    db_session.connection().exec_driver_sql("select 1; commit; select 2")
+                return
             with pytest.raises(SandboxEscapeError, match="one of the statements in"):
                 db_session.connection().exec_driver_sql("select 1; commit; select 2")
 
@@ -178,9 +182,13 @@ def test_driver_level_commits_fail_their_test_and_are_undone(seeded: pytest.Pyte
     )
     result = run_in_order(seeded, "-rA")
     out = result.stdout.str()
-    # 1, 3 and 6 fail at teardown; 5 was refused before its COMMIT ran, and fails there too
-    result.assert_outcomes(passed=7, errors=4)
-    for name in ("test_1_dbapi_commit", "test_3_raw_cursor", "test_5_multi", "test_6_async_driver_commit"):
+    # 1, 3 and 6 fail at teardown; 5 was refused before its COMMIT ran, and fails there too (on SQLite the
+    # driver refuses a multi-statement string itself)
+    failing = ["test_1_dbapi_commit", "test_3_raw_cursor", "test_5_multi", "test_6_async_driver_commit"]
+    if family() == "sqlite":
+        failing.remove("test_5_multi")
+    result.assert_outcomes(passed=7, errors=len(failing))
+    for name in failing:
         assert f"ERROR at teardown of {name}" in out, out
     assert "and the end of the test: what the test wrote until then was committed for real" in out
     committed_past = [line for line in out.splitlines() if line.startswith("COMMITTED PAST THE SANDBOX: ")]

@@ -61,7 +61,7 @@ class Blocker:
             return
         if not self._allowed(target):
             self._refuse(family.describe_target(dialect, cargs, cparams))
-        if self.own_dialects and dialect not in self.own_dialects and not _committed_test():
+        if self.own_dialects and dialect not in self.own_dialects and _rolled_back_test():
             self._refuse_own_engine(family.describe_target(dialect, cargs, cparams))
 
     def check_driver(self, hook: DriverConnect, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -105,12 +105,14 @@ _stack: list[Blocker] = []
 _listening = False
 
 
-def _committed_test() -> bool:
-    """Committed mode commits for real anyway: its own engines are the test's business."""
+def _rolled_back_test() -> bool:
+    """Whether a sandbox that rolls back is active: an engine of the test's own would commit past it. Not
+    in committed mode (it commits for real anyway), nor outside a sandbox (sqlsandbox's own work between a
+    sandbox's end and the test's, fixtures of wider scopes)."""
     from .sandbox import active  # the sandbox imports the engines this module guards: imported late
 
     box = active()
-    return box is not None and box.committed
+    return box is not None and not box.committed
 
 
 def push(blocker: Blocker) -> None:

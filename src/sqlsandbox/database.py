@@ -223,6 +223,12 @@ class TestDatabase:
                     or (t.fullname in self.seeded and not _same_rows(_rows(conn, t), self.seeded[t.fullname]))
                 )
             ]
+            # the tables that reference a changed one go with it (a seeded parent row cannot be deleted
+            # under its children): sorted_tables lists parents first
+            for table in tables:
+                if table not in changed and any(fk.column.table in changed for fk in table.foreign_keys):
+                    changed.append(table)
+            changed.sort(key=tables.index)
             for table in reversed(changed):  # children first: foreign keys hold at every step
                 conn.execute(table.delete())
             for table in changed:

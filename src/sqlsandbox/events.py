@@ -2,12 +2,18 @@
 database's engines.
 
 A statement on a sandbox connection (a JoinedConnection) flows:
-  before_cursor_execute -> refused if it would end the outer transaction (COMMIT issued as SQL...);
+  before_cursor_execute -> refused if it is work a finished test left running (Sandbox._check_work_is_ours);
+                           refused if it, or a statement of a multi-statement string, would end the outer
+                           transaction (COMMIT issued as SQL, MariaDB DDL...);
+                           failed if the driver says the outer transaction ended since the last statement
+                           (a driver-level commit: Sandbox._check_outer_open);
+                           noted if it changes session state a rollback does not undo (SET, PRAGMA);
                            refused from a thread or loop the connection does not belong to;
                            waits its turn in the unit-of-work stack (units.py);
                            then armed faults may fail it or rewrite it (faults.py)
   the driver runs it
-  after_cursor_execute  -> the turn is released; the statement is recorded (sandbox.queries)
+  after_cursor_execute  -> the turn is released; the statement is recorded (sandbox.queries), and the
+                           driver's transaction status read until it reports the outer one open
   handle_error          -> the turn is released; its unit is marked as needing a rollback
 A COMMIT or ROLLBACK of the sandbox's own outer transaction (`commit` / `rollback` events) is reported.
 In committed mode statements are only counted and the tables they write remembered.
@@ -66,7 +72,7 @@ def _guard(box: Sandbox, conn: JoinedConnection, statement: str, context: Any) -
     if ender is not None:
         raise _refused(box, statement, ender)
     if box._driver_began:
-        box._check_outer_open(call_site(4))
+        box._check_outer_open(lambda: call_site(5))
     if not box.session_changed and box.db.provisioner.changes_session(statement):
         box.session_changed = True
     if box._loop is not None and not box._loop_free:  # else it serves every thread and loop
@@ -144,6 +150,8 @@ def _handle_error(context: Any) -> None:
     if box is None:
         return
     conn, execution = context.connection, context.execution_context
+    if isinstance(conn, JoinedConnection):
+        box._last_failed = True
     unit = conn._unit if isinstance(conn, JoinedConnection) else None
     if unit is not None:
         unit.wrote = True  # a failed statement may leave the transaction aborted: only a rollback heals it

@@ -236,7 +236,8 @@ RELAYED = frozenset(
         "remove_termination_listener",
     }
 )
-_relays: dict[Callable[..., Any], Callable[..., Any]] = {}
+# (callback, its loop) -> relay: the same relay for the same registration, so remove_* finds it
+_relays: dict[tuple[Callable[..., Any], asyncio.AbstractEventLoop], Callable[..., Any]] = {}
 
 
 def _relaying(name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -248,21 +249,29 @@ def _relaying(name: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _relayed(callback: Callable[..., Any], forget: bool) -> Callable[..., Any]:
-    """The same relay for the same callback, so that remove_* (forget) finds what add_* registered."""
-    if forget:
-        return _relays.pop(callback, callback)
+    """A callback that runs on the loop registering it (a coroutine function's coroutine is run there); the
+    same one for the same registration, so that remove_* (forget) finds what add_* registered."""
     try:
         home = asyncio.get_running_loop()
     except RuntimeError:
         return callback
-    relay = _relays.get(callback)
+    for key in [key for key in _relays if key[1].is_closed()]:  # registrations of loops that are gone
+        del _relays[key]
+    if forget:
+        return _relays.pop((callback, home), callback)
+    relay = _relays.get((callback, home))
     if relay is None:
+        is_async = inspect.iscoroutinefunction(callback)
 
         def relay(*args: Any) -> None:
-            if not home.is_closed():
+            if home.is_closed():
+                return
+            if is_async:
+                asyncio.run_coroutine_threadsafe(callback(*args), home)
+            else:
                 home.call_soon_threadsafe(callback, *args)
 
-        _relays[callback] = relay
+        _relays[(callback, home)] = relay
     return relay
 
 

@@ -273,7 +273,10 @@ class Run:
         finally:
             try:
                 # any connection of ours still open (a close that never came) would hold the DROP
-                self.killed += db.kill_sessions()
+                try:
+                    self.killed += db.kill_sessions()
+                except Exception as exc:  # the drop (or the keep) is tried all the same
+                    self.finish_error = f"could not end this run's connections: {_one_line(exc)}"
                 if not self.settings.keep_db:
                     db.drop()
                 else:  # marked as kept, so no later run (of any project) takes it for a killed run's

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from .actors import current_actor
 from .binding import Bindings
 from .callsite import call_site
 from .committed import CommittedMode
@@ -105,10 +106,14 @@ class Sandbox:
         # set once the driver reports the outer transaction open; from then on it must stay open
         self._driver_began = False
         self._last_statement = ""
+        self._last_failed = False  # the last statement failed: a server may end the transaction for it
         self.session_changed = False  # a statement changed session state a rollback does not undo
         self.escaped: str | None = None  # how the outer transaction ended past SQLAlchemy, if it did
         self.restored: list[str] = []  # the tables put back as the schema build left them, after an escape
         self.late_work: list[str] = []  # work of finished tests refused here: "test: where"
+        # tasks and threads that ran statements as work of this test's body (not of its fixtures, nor anyio's
+        # long-lived runner task): the ones that must be done by its end
+        self._body_actors: weakref.WeakSet[Any] = weakref.WeakSet()
         self.bindings = Bindings(self)
         self.faults = Faults(self)
         self._faults_armed = False
@@ -197,7 +202,7 @@ class Sandbox:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
         self._closing = True
         self.units.end()
-        for unit in self.units.held_by_pending_tasks():
+        for unit in self.units.held_by_pending_tasks(self._body_actors):
             self._problem(
                 f"{unit.describe()} is still open as the test ends, and its task has not finished: the test "
                 "started work it did not await. Await or cancel the tasks a test starts before it returns; "
@@ -211,7 +216,10 @@ class Sandbox:
         finally:
             self._let_go()
         if self.escaped is not None:  # what it committed for real must not reach the next test
-            self.restored = self.db.restore_baseline(self._metadatas)
+            try:
+                self.restored = self.db.restore_baseline(self._metadatas)
+            except Exception as exc:  # the escape is the news; the end-of-run leak check names what stayed
+                self._problem(f"Putting the tables back after it failed: {type(exc).__name__}: {exc}")
         if self.problems:
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
 
@@ -291,6 +299,7 @@ class Sandbox:
     def _saw_statement(self, statement: str) -> None:
         """After each statement of the test: remember it, and notice when the driver's transaction opens."""
         self._last_statement = statement
+        self._last_failed = False
         if not self._driver_began and self._root is not None:
             driver = self._root.connection.driver_connection
             self._driver_began = bool(self.db.provisioner.in_transaction(driver))
@@ -298,7 +307,10 @@ class Sandbox:
     def _check_work_is_ours(self, site: Callable[[], str]) -> None:
         """Refuse a statement of work that a finished test left running (see _work_of)."""
         started_by = _work_of.get()
-        if started_by is None or started_by == self.nodeid:
+        if started_by is None:
+            return
+        if started_by == self.nodeid:
+            self._body_actors.add(current_actor())
             return
         where = site()
         if not any(late.startswith(f"{started_by} ") for late in self.late_work):  # its clean-up is refused too
@@ -314,7 +326,7 @@ class Sandbox:
             "stops it at teardown.",
         )
 
-    def _check_outer_open(self, next_site: str | None) -> None:
+    def _check_outer_open(self, next_site: Callable[[], str] | None) -> None:
         """Fail the test if its outer transaction ended past SQLAlchemy (a driver-level commit) since the
         last statement: found before the next statement (next_site), or at teardown (None)."""
         root = self._root
@@ -328,17 +340,29 @@ class Sandbox:
             return
         last = " ".join(self._last_statement.split())
         last = last if len(last) <= 60 else last[:57] + "..."
-        until = f"the statement at {next_site}" if next_site else "the end of the test"
-        self.escaped = (
-            f"The sandbox's outer transaction was ended past SQLAlchemy between `{last}` and {until}: "
-            "what the test wrote until then was committed for real."
+        until = f"the statement at {next_site()}" if next_site is not None else "the end of the test"
+        if self._last_failed:  # a deadlock (or a lock timeout, so configured) rolls the transaction back
+            self.escaped = (
+                f"The server ended the sandbox's outer transaction when `{last}` failed, before {until}: "
+                "the test's work so far was rolled back, and what it ran after that committed for real."
+            )
+        else:
+            self.escaped = (
+                f"The sandbox's outer transaction was ended past SQLAlchemy between `{last}` and {until}: "
+                "what the test wrote until then was committed for real."
+            )
+        cause = (
+            "On MariaDB/MySQL a deadlock (or a lock wait timeout, with innodb_rollback_on_timeout) rolls the "
+            "whole transaction back: retry the work in a new test-level transaction, or test the failure "
+            "with sandbox.faults, which fails the statement without ending the transaction."
+            if self._last_failed
+            else "A commit on the driver connection (dbapi_connection.commit(), driver_connection.commit(), a "
+            "raw cursor's COMMIT) ends the transaction the sandbox rolls back. Commit through the session or "
+            "connection instead (inside the sandbox that releases a savepoint), or mark the test "
+            "@pytest.mark.sqlsandbox(committed=True) if the code under test must commit on the driver."
         )
         self._problem(
-            f"{self.escaped}\n  A commit on the driver connection (dbapi_connection.commit(), "
-            "driver_connection.commit(), a raw cursor's COMMIT) ends the transaction the sandbox rolls back. "
-            "Commit through the session or connection instead (inside the sandbox that releases a "
-            "savepoint), or mark the test @pytest.mark.sqlsandbox(committed=True) if the code under test "
-            "must commit on the driver. The tables were put back as the schema build left them, so later "
+            f"{self.escaped}\n  {cause} The tables were put back as the schema build left them, so later "
             "tests start clean."
         )
         if next_site is not None:
@@ -482,6 +506,7 @@ class Sandbox:
         root, self._root = self._root, None
         assert root is not None
         self.units.clear(keep_lock=True)  # the caller holds it while it opens the new one
+        self._driver_began = False
         self._keeper.layers.lose()
         for conn in list(self._joined):
             if conn._dbapi_connection is not None:

@@ -26,17 +26,23 @@ _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "SHOW", "PRAGMA", "E
 
 
 # what a `;` inside does not end: quoted strings and names, comments, PostgreSQL's dollar-quoted bodies
-_NOT_A_SEPARATOR = re.compile(
-    r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|(\$\w*\$).*?\1|;""", re.S
-)
+def _separators(backslash_escapes: bool) -> re.Pattern[str]:
+    string = r"'(?:[^'\\]|\\.|'')*'" if backslash_escapes else r"'(?:[^']|'')*'"
+    return re.compile(string + r"""|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|(\$\w*\$).*?\1|;""", re.S)
 
 
-def statements(sql: str) -> list[str]:
-    """The statements of a multi-statement string (drivers run `select 1; commit; select 2` whole)."""
-    if ";" not in sql:
+_SEPARATORS = {True: _separators(True), False: _separators(False)}
+# a routine's or trigger's body holds statements of its own (`BEGIN ATOMIC ...; END`): it is one statement
+_ROUTINE = re.compile(LEADING_COMMENTS + r"CREATE\b[^;]*?\b(TRIGGER|FUNCTION|PROCEDURE|EVENT)\b", re.I | re.S)
+
+
+def statements(sql: str, backslash_escapes: bool = True) -> list[str]:
+    """The statements of a multi-statement string (drivers run `select 1; commit; select 2` whole).
+    backslash_escapes: whether a backslash escapes a quote in a string (MySQL's; not standard SQL's)."""
+    if ";" not in sql or _ROUTINE.match(sql):
         return [sql]
     found, start = [], 0
-    for match in _NOT_A_SEPARATOR.finditer(sql):
+    for match in _SEPARATORS[backslash_escapes].finditer(sql):
         if match.group(0) == ";":
             found.append(sql[start : match.start()])
             start = match.end()

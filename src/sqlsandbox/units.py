@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -358,9 +358,14 @@ class UnitStack:
     def _lock(self, unit: Unit) -> None:
         self.lock.acquire(self.timeout, lambda owner: self._busy(owner, f"Closing {unit.describe()}"))
 
-    def held_by_pending_tasks(self) -> list[Unit]:
-        """Units whose task has not finished: at the test's end, work the test started and did not await."""
-        return [u for u in self.units if isinstance(u.owner, asyncio.Task) and not u.owner.done()]
+    def held_by_pending_tasks(self, started_by_test: Collection[Actor]) -> list[Unit]:
+        """Units whose task, one the test's body started, has not finished: at the test's end, work the test
+        started and did not await."""
+        return [
+            u
+            for u in self.units
+            if isinstance(u.owner, asyncio.Task) and not u.owner.done() and u.owner in started_by_test
+        ]
 
     def clear(self, keep_lock: bool = False) -> None:
         self.units.clear()

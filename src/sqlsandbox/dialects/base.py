@@ -178,6 +178,7 @@ class Provisioner:
     sync_drivers: tuple[Driver, ...] = ()
     async_drivers: tuple[Driver, ...] = ()
     driver_partners: tuple[tuple[str, str], ...] = ()  # (a driver named in the URL, its library's other half)
+    backslash_escapes = False  # whether a backslash escapes a quote in its strings (sqltext.statements)
 
     def __init__(self, server_url: URL, cache_dir: Path | None = None) -> None:
         self.server_url = server_url
@@ -319,7 +320,8 @@ class Provisioner:
     def ends_transaction(cls, statement: str) -> str | None:
         """The statement, or the one among several in one string, that would end the sandbox's outer
         transaction; None if none would."""
-        return next((part for part in statements(statement) if cls._ends(part)), None)
+        parts = statements(statement, cls.backslash_escapes)
+        return next((part for part in parts if cls._ends(part)), None)
 
     @classmethod
     def _ends(cls, statement: str) -> bool:

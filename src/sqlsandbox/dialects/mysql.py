@@ -40,11 +40,14 @@ _IMPLICIT_COMMIT = re.compile(
 
 # SET of a session variable, user variable, NAMES, or the session's transaction characteristics: none of them
 # is undone by a rollback
-_SESSION_SET = re.compile(LEADING_COMMENTS + r"SET\b", re.I | re.S)
+# (MariaDB's `SET STATEMENT ... FOR` lasts one statement; `SET TRANSACTION` without SESSION sets the next
+# transaction, which may be the next test's)
+_SESSION_SET = re.compile(LEADING_COMMENTS + r"SET\b(?!\s+STATEMENT\b)", re.I | re.S)
 
 
 class MySQLProvisioner(ServerProvisioner):
     family = "mysql"
+    backslash_escapes = True
     dialect_names = ("mysql", "mariadb")
     sync_drivers = (Driver("pymysql", "pymysql", "pymysql"), Driver("mysqldb", "MySQLdb", "mysqlclient"))
     async_drivers = (Driver("asyncmy", "asyncmy", "asyncmy"), Driver("aiomysql", "aiomysql", "aiomysql"))
@@ -332,7 +335,7 @@ class MySQLProvisioner(ServerProvisioner):
 
     @classmethod
     def in_transaction(cls, driver_connection: Any) -> bool | None:
-        # SERVER_STATUS_IN_TRANS of the last reply: set once the transaction has written or locked
+        # SERVER_STATUS_IN_TRANS of the last reply: set once the transaction has touched a transactional table
         status = getattr(driver_connection, "server_status", None)
         return None if status is None else bool(status & 1)
 

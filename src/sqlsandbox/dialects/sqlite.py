@@ -282,6 +282,12 @@ class SQLiteProvisioner(Provisioner):
         found = _PRAGMA.match(statement)
         return found is not None and (found.group(2) == "=" or found.group(1).lower() not in _QUERY_PRAGMAS)
 
+    @classmethod
+    def ends_transaction(cls, statement: str) -> str | None:
+        # sqlite3 runs one statement per execute (it refuses more): only the first one counts, and a
+        # trigger's BEGIN ... END body is not split into statements
+        return statement if cls._ends(statement) else None
+
 
 def sqlite_file(database: object, uri: bool) -> str:
     """The file a sqlite3.connect() database argument opens; "" for a private in-memory (":memory:",
