@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -54,6 +55,11 @@ class OwnerLoop:
                 self._loop = loop
             return self._loop
 
+    def interrupted(self) -> None:
+        """Ctrl-C: what callers still await on this loop ends as cancelled."""
+        if self._loop is not None:
+            _interrupted.add(self._loop)
+
     def stop(self) -> None:
         with self._mutex:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
@@ -64,6 +70,10 @@ class OwnerLoop:
             thread.join(timeout=IDLE_WAIT)
         if not loop.is_running():
             loop.close()
+
+
+# owner loops of runs that Ctrl-C interrupted (their process is ending)
+_interrupted: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 async def _await(awaitable: Awaitable[T], gate: asyncio.Lock | None) -> T:
@@ -99,6 +109,10 @@ async def run_on(
     future = asyncio.run_coroutine_threadsafe(_await(awaitable, gate), loop)
     try:
         return await asyncio.wrap_future(future)
+    except Exception:
+        if loop in _interrupted:  # Ctrl-C killed the connection: the interrupted test's task ends cancelled,
+            raise asyncio.CancelledError() from None  # not with an error asyncio would print as never retrieved
+        raise
     except asyncio.CancelledError:
         future.cancel()
         concurrent.futures.wait([future], timeout=IDLE_WAIT)  # the driver is idle before we go on

@@ -248,6 +248,10 @@ class Run:
         self.interrupted = True
         if self._db is None:
             return
+        self._db.owner.interrupted()
+        box = active_sandbox()
+        if box is not None:
+            box.interrupted()
         self._db.stopping = self.keeper.dead = True
         try:
             self.killed += self._db.kill_sessions()

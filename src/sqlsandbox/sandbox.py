@@ -51,6 +51,11 @@ _active: Sandbox | None = None
 _savepoint_names = itertools.count(1)
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def active() -> Sandbox | None:
     """The sandbox of the test that is running now, if it asked for one."""
     return _active
@@ -202,7 +207,9 @@ class Sandbox:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
         self._closing = True
         self.units.end()
-        for unit in self.units.held_by_pending_tasks(self._body_actors):
+        # after Ctrl-C the interrupted test's own task is left pending: that is no misuse of the test's
+        interrupted = self.db.stopping
+        for unit in [] if interrupted else self.units.held_by_pending_tasks(self._body_actors):
             self._problem(
                 f"{unit.describe()} is still open as the test ends, and its task has not finished: the test "
                 "started work it did not await. Await or cancel the tasks a test starts before it returns; "
@@ -220,8 +227,15 @@ class Sandbox:
                 self.restored = self.db.restore_baseline(self._metadatas)
             except Exception as exc:  # the escape is the news; the end-of-run leak check names what stayed
                 self._problem(f"Putting the tables back after it failed: {type(exc).__name__}: {exc}")
-        if self.problems:
+        if self.problems and not interrupted:  # Ctrl-C ends the run with pytest's own one line
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the interrupted test's tasks stay pending, and end later with an error of the connection
+        the run killed; expected, so retrieved here, or asyncio would print each as 'never retrieved'."""
+        for actor in list(self._body_actors):
+            if isinstance(actor, asyncio.Task):
+                actor.add_done_callback(_retrieve)
 
     def _let_go(self) -> None:
         """Detach every joined connection, restore bound factories, stop being the active sandbox: closed."""
