@@ -13,6 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarni
 
 MODELS = """
 from sqlalchemy import ForeignKey, String, create_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 class Base(DeclarativeBase):
@@ -25,6 +26,8 @@ class Item(Base):
 
 engine = create_engine("sqlite:////nonexistent/dev.db")
 SessionLocal = sessionmaker(bind=engine)
+async_engine = create_async_engine("sqlite+aiosqlite:////nonexistent/dev.db")
+AsyncSessionLocal = async_sessionmaker(async_engine, expire_on_commit=False)
 """
 
 HELPERS = """
@@ -60,7 +63,9 @@ def inner(pytester: pytest.Pytester) -> pytest.Pytester:
         asyncio_default_fixture_loop_scope = session
         asyncio_default_test_loop_scope = session
         sqlsandbox_metadata = appmodels:Base
-        sqlsandbox_bind = appmodels:SessionLocal
+        sqlsandbox_bind =
+            appmodels:SessionLocal
+            appmodels:AsyncSessionLocal
         """
     )
     return pytester
@@ -254,31 +259,9 @@ def test_session_settings_do_not_outlive_their_test(inner: pytest.Pytester, flav
     run_in_order(inner).assert_outcomes(passed=2 * len(cases))
 
 
-LATE_MODELS = """
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-async_engine = create_async_engine("sqlite+aiosqlite:////nonexistent/dev.db")
-AsyncSessionLocal = async_sessionmaker(async_engine, expire_on_commit=False)
-"""
-
-
 def test_work_left_running_by_a_test_never_reaches_the_next_tests_data(inner: pytest.Pytester) -> None:
     """The README's fast path (one session loop for every test): a task the first test left behind wakes up
     during the second. It is refused, naming the test that started it; the second test's data is untouched."""
-    inner.makepyfile(latemodels=LATE_MODELS)
-    inner.makeini(
-        """
-        [pytest]
-        pythonpath = .
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = session
-        asyncio_default_test_loop_scope = session
-        sqlsandbox_metadata = appmodels:Base
-        sqlsandbox_bind =
-            appmodels:SessionLocal
-            latemodels:AsyncSessionLocal
-        """
-    )
     inner.makepyfile(
         """
         import asyncio
@@ -286,7 +269,7 @@ def test_work_left_running_by_a_test_never_reaches_the_next_tests_data(inner: py
         from sqlalchemy import select
         from sqlsandbox import SandboxLateWorkError
         from appmodels import Item, SessionLocal
-        from latemodels import AsyncSessionLocal
+        from appmodels import AsyncSessionLocal
 
         LATE = {}
 
@@ -353,24 +336,12 @@ def test_work_left_running_by_a_test_never_reaches_the_next_tests_data(inner: py
 
 
 def test_a_task_still_holding_the_sandbox_at_teardown_fails_its_test(inner: pytest.Pytester) -> None:
-    inner.makepyfile(latemodels=LATE_MODELS)
-    inner.makeini(
-        """
-        [pytest]
-        pythonpath = .
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = session
-        asyncio_default_test_loop_scope = session
-        sqlsandbox_metadata = appmodels:Base
-        sqlsandbox_bind = latemodels:AsyncSessionLocal
-        """
-    )
     inner.makepyfile(
         """
         import asyncio
         import contextlib
         from appmodels import Item
-        from latemodels import AsyncSessionLocal
+        from appmodels import AsyncSessionLocal
 
         LEFT = {}
 
