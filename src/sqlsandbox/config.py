@@ -148,7 +148,8 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
     if opt.kind == "linelist":
         if isinstance(raw, str):
             return _split(raw)
-        return tuple(str(item).strip() for item in raw if str(item).strip())
+        # `sqlsandbox_bind = a b` in pytest.ini is one line of a line list: its entries are split too
+        return tuple(part for item in raw for part in _split(str(item)))
     text = str(raw).strip()
     if opt.kind == "bool":
         if text.lower() in ("1", "true", "yes", "on"):

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from . import drivers
 from .actors import current_actor
-from .binding import Bindings
+from .binding import Bindings, real_connect, sandbox_options
 from .callsite import call_site
 from .committed import CommittedMode
 from .connection import JoinedConnection, discard, idle_root_alive
@@ -149,6 +150,17 @@ class Sandbox:
         """The engine async sessions bind to: every connect() on it joins this sandbox."""
         self._check_activated()
         return self.db.async_engine
+
+    @property
+    def url(self) -> str:
+        """The test database's URL (sync driver, password included): an engine the test or the app builds
+        on it joins this sandbox."""
+        return drivers.sync_url(self.db.url).render_as_string(hide_password=False)
+
+    @property
+    def async_url(self) -> str:
+        """The test database's URL with its async driver; see url."""
+        return drivers.async_url(self.db.url).render_as_string(hide_password=False)
 
     def bind(self, obj: Any) -> Any:
         """Make a sessionmaker, async_sessionmaker, scoped session, Engine or AsyncEngine join this sandbox
@@ -442,6 +454,9 @@ class Sandbox:
             # when it was made; SQLAlchemy checks conn.engine's flag for them, so ours is set).
             conn.engine = engine
             conn._has_events = conn._has_events or home._has_events
+            options = sandbox_options(engine)  # e.g. a tenant's schema_translate_map
+            if options:
+                conn._execution_options = conn._execution_options.union(options)
         return conn
 
     def _attach(self, conn: JoinedConnection) -> PoolProxiedConnection:
@@ -491,7 +506,7 @@ class Sandbox:
             self._lost_between_tests(root)
             root = None
         if root is None:
-            root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
+            root = real_connect(engine)  # the instance's connect() is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         self._driver_began = False  # a new connection: its transaction opens at its first statement
         root._sqlsandbox_root = True  # type: ignore[attr-defined]
