@@ -111,6 +111,13 @@ OPTIONS: tuple[Option, ...] = (
         False,
         flag=True,
     ),
+    Option(
+        "sqlite_foreign_keys",
+        "bool",
+        "SQLite only: check foreign keys (PRAGMA foreign_keys=ON), as PostgreSQL and MariaDB do. false: "
+        "leave them unchecked, as plain SQLite does.",
+        True,
+    ),
     Option("asgi_app", "string", "'package.module:attr' of the ASGI app behind asgi_client."),
     Option(
         "lock_timeout",
@@ -136,6 +143,7 @@ class Settings:
     check_migrations: bool = False
     rebuild: bool = False
     keep_db: bool = False
+    sqlite_foreign_keys: bool = True
     asgi_app: str | None = None
     lock_timeout: float = 10.0
 

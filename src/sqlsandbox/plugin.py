@@ -257,6 +257,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if not item.config.stash.get(ACTIVE, False):
+        return report
     error = sandbox_error_in(call.excinfo.value) if call.excinfo is not None else None
     full = item.config.option.tbstyle == "long" or bool(getattr(item.config.option, "fulltrace", False))
     if error is not None and not full:

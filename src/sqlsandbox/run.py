@@ -236,6 +236,9 @@ class Run:
         )
         try:
             db.record_baseline(self.metadatas)
+            setup = provisioner.setup_for(self.settings)
+            if setup is not None:
+                db.add_engine_setup(setup)
             db.add_engine_setup(events.install)
             db.add_engine_setup(self.blocker.own)
         except BaseException:

@@ -127,6 +127,7 @@ class Sandbox:
         self._metadatas = list(metadatas)
         self.committed_mode = CommittedMode(db, self._metadatas) if committed else None
         self._activated = False
+        self._closers: list[Callable[[], None]] = []  # what the test's helpers need done before the rollback
 
     # ---- public API -------------------------------------------------------------------------------
     @property
@@ -168,6 +169,16 @@ class Sandbox:
         self._check_activated()
         self.bindings.bind(obj)
         return obj
+
+    def asgi_client(self, app: Any, base_url: str = "http://testserver") -> Any:
+        """An httpx.AsyncClient calling this ASGI app in the test's loop, inside this sandbox, its lifespan
+        running from the first request (or `await client.start()`) until the test ends: one per app, as
+        many apps as the test needs. Needs sqlsandbox[asgi]."""
+        from .integrations.asgi import close_client, make_client
+
+        client = make_client(app, base_url)
+        self._closers.append(lambda: close_client(client))
+        return client
 
     def session(self, **kw: Any) -> Session:
         return Session(bind=self.sync_engine, **kw)
@@ -217,6 +228,11 @@ class Sandbox:
 
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
+        while self._closers:  # last made, first closed: an app's shutdown may still use the database
+            try:
+                self._closers.pop()()
+            except Exception as exc:
+                self._problem(f"Closing an app the test started: {type(exc).__name__}: {exc}")
         self._closing = True
         self.units.end()
         # after Ctrl-C the interrupted test's own task is left pending: that is no misuse of the test's
