@@ -130,8 +130,10 @@ def test_session_scoped_engine_on_function_loops_is_explained(
 
         @pytest.fixture(scope="session")
         def sandbox_url(request):
+            # another database on the test server: an engine on the test database's own URL joins the
+            # sandbox (binding.py), and the cross-loop error this test explains would not happen
             from sqlsandbox.plugin import RUN
-            return request.config.stash[RUN].database().url
+            return request.config.stash[RUN].database().url.set(database="postgres")
         """
     )
     project.makepyfile(

@@ -38,7 +38,9 @@ def test_an_engine_derived_from_a_bound_one_joins_the_sandbox(db_session: Sessio
 
 
 @pytest.mark.parametrize("n", [1, 2])
-def test_an_engine_derived_from_the_sandboxs_own_joins_it(sandbox: Sandbox, db_session: Session, n: int) -> None:
+def test_an_engine_derived_from_the_sandboxs_own_joins_it(
+    sandbox: Sandbox, db_session: Session, n: int
+) -> None:
     derived = sandbox.sync_engine.execution_options(schema_translate_map={"tenant": None})
     with Session(derived) as session:
         session.execute(insert(tenant_owners).values(name="bob"))
@@ -52,7 +54,9 @@ def test_inspecting_a_bound_engine_sees_the_test_database(sandbox: Sandbox) -> N
 
 
 @pytest.mark.parametrize("n", [1, 2])
-def test_an_engine_built_on_the_test_url_joins_the_sandbox(sandbox: Sandbox, db_session: Session, n: int) -> None:
+def test_an_engine_built_on_the_test_url_joins_the_sandbox(
+    sandbox: Sandbox, db_session: Session, n: int
+) -> None:
     engine = create_engine(sandbox.url)  # as an app factory given the test database's URL builds it
     with Session(engine) as session:
         session.add(Owner(name="cy"))

@@ -92,5 +92,7 @@ def test_missing_greenlet_is_explained(project: pytest.Pytester) -> None:
     )
     result = project.runpytest_subprocess()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*MissingGreenlet*", "*What it means: SQLAlchemy needed the database from plain*"])
+    result.stdout.fnmatch_lines(
+        ["*MissingGreenlet*", "*What it means: SQLAlchemy needed the database from plain*"]
+    )
     result.stdout.fnmatch_lines(["*sandbox.async_session(expire_on_commit=False)*"])
