@@ -1,0 +1,17 @@
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+
+
+class Club(Base):
+    __tablename__ = "clubs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
