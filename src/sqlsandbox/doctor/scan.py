@@ -260,7 +260,8 @@ class _FileScan:
             self.out.findings.append(Finding(
                 self.file, start, node.end_lineno or start, "shadowed-fixture", CLASH,
                 f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking for it "
-                "get this one, outside the sandbox",
+                "get this one, outside the sandbox; and since they ask for that name, an installed sqlsandbox "
+                "turns itself on and refuses this fixture's own database (DatabaseAccessBlocked)",
                 "delete it (sqlsandbox's takes its place), or rename it if it is something else",
             ))
 

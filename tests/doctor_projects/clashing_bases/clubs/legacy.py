@@ -1,3 +1,4 @@
+from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -8,5 +9,5 @@ class LegacyBase(DeclarativeBase):
 class LegacyUser(LegacyBase):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str]
+    email: Mapped[str] = mapped_column(String(100))
     active: Mapped[bool]
