@@ -110,7 +110,10 @@ def test_after_the_plan_the_doctor_finds_only_what_it_keeps(tmp_path: Path) -> N
     project = copy_of("asyncmock_sessions", tmp_path)
     apply_plan(project, plan_json(project), "asyncmock_sessions")
     after = plan_json(project)
-    assert after["ini"]["lines"] == [] and after["ini"]["already_set"] == ["sqlsandbox_metadata", "sqlsandbox_bind"]
+    assert after["ini"]["lines"] == [] and after["ini"]["already_set"] == [
+        "sqlsandbox_metadata",
+        "sqlsandbox_bind",
+    ]
     assert [f["kind"] for f in after["findings"]] == ["testclient-async-engine"]
 
 

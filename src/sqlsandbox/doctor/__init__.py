@@ -62,5 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = make_plan(root)
     sys.stdout.write(render_json(plan) if args.json else render_text(plan))
     return 0
-
-

@@ -76,7 +76,7 @@ def inspect(project: Project, imported: Iterable[str]) -> AppInspection:
         for name in modules:
             try:
                 loaded[name] = importlib.import_module(name)
-            except BaseException as exc:  # noqa: BLE001  a SystemExit at import is one finding too
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 result.findings.append(_import_failure(project, name, exc))
@@ -214,7 +214,11 @@ def _metadata_of(obj: Any) -> MetaData | None:
 
 
 def _note_url(obj: Any, result: AppInspection) -> None:
-    if result.server_url is None and isinstance(obj, (Engine, AsyncEngine)) and obj.url.get_backend_name() != "sqlite":
+    if (
+        result.server_url is None
+        and isinstance(obj, (Engine, AsyncEngine))
+        and obj.url.get_backend_name() != "sqlite"
+    ):
         result.server_url = obj.url.render_as_string(hide_password=True)
 
 
@@ -275,7 +279,7 @@ def _tables_defined_twice(project: Project, result: AppInspection) -> None:
                 f"table {name!r} is defined by {len(places)} metadatas with different columns: {others}. "
                 "One database has one such table: the first metadata listed builds it and the others' models "
                 "query columns it does not have",
-                f"give each its own table name (__tablename__ = \"legacy_{name}\"), or merge the models into one "
+                f'give each its own table name (__tablename__ = "legacy_{name}"), or merge the models into one '
                 "base; then list every base in sqlsandbox_metadata",
             )
         )
@@ -295,4 +299,3 @@ def empty_metadata_finding(entry: AppObject, file: str, line: int, result: AppIn
         "that rely on it fail with 'relation does not exist' (PostgreSQL) or 'no such table' (SQLite)",
         f"left out of sqlsandbox_metadata; the models' metadata is {models}",
     )
-

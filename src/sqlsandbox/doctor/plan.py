@@ -89,12 +89,22 @@ def _finding(finding: Finding, bullet: str) -> list[str]:
     where = f"{finding.file}:{finding.line}"
     if finding.end_line > finding.line:
         where += f"-{finding.end_line}"
-    lines = textwrap.wrap(f"{where}  {finding.message}", WIDTH, initial_indent=f"  {bullet} ",
-                          subsequent_indent="      ", break_on_hyphens=False)
+    lines = textwrap.wrap(
+        f"{where}  {finding.message}",
+        WIDTH,
+        initial_indent=f"  {bullet} ",
+        subsequent_indent="      ",
+        break_on_hyphens=False,
+    )
     arrow = "better: " if finding.section == REWRITE else "fix: " if finding.section in (CLASH, ADD) else ""
     arrow = "instead: " if finding.section == DELETE else arrow
-    lines += textwrap.wrap(f"{arrow}{finding.fix}", WIDTH, initial_indent="      -> ",
-                           subsequent_indent="         ", break_on_hyphens=False)
+    lines += textwrap.wrap(
+        f"{arrow}{finding.fix}",
+        WIDTH,
+        initial_indent="      -> ",
+        subsequent_indent="         ",
+        break_on_hyphens=False,
+    )
     if finding.replacement:
         lines.append("      put in its place:")
         lines.extend(f"        {line}" for line in finding.replacement.splitlines())

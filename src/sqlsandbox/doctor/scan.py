@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-
 from .findings import CLASH, DELETE, KEEP, REWRITE, Finding
 from .project import Project
 
@@ -35,7 +34,9 @@ DBAPI_ERRORS = {
     "NotSupportedError",
 }
 CLEANUP_SQL = re.compile(r"^\s*(DELETE\s+FROM|TRUNCATE)\b", re.I)
-DDL_SQL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME)\s+(?!TEMPORARY)(TABLE|INDEX|VIEW|SCHEMA|DATABASE)\b", re.I)
+DDL_SQL = re.compile(
+    r"^\s*(CREATE|ALTER|DROP|RENAME)\s+(?!TEMPORARY)(TABLE|INDEX|VIEW|SCHEMA|DATABASE)\b", re.I
+)
 URL_VARIABLE = re.compile(r"(DATABASE|DB|SQLALCHEMY).*(URL|URI|DSN)", re.I)
 SESSION_NAME = re.compile(r"session|(^|_)db($|_)|conn", re.I)
 
@@ -76,8 +77,15 @@ def scan(project: Project, mapped_classes: set[str] | None = None) -> Scan:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         except (SyntaxError, UnicodeDecodeError) as exc:
             result.findings.append(
-                Finding(project.relative(path), getattr(exc, "lineno", 1) or 1, 1, "syntax-error", CLASH,
-                        f"cannot parse: {exc}", "fix the file; pytest cannot collect it either")
+                Finding(
+                    project.relative(path),
+                    getattr(exc, "lineno", 1) or 1,
+                    1,
+                    "syntax-error",
+                    CLASH,
+                    f"cannot parse: {exc}",
+                    "fix the file; pytest cannot collect it either",
+                )
             )
             continue
         _FileScan(project.relative(path), tree, requested, mapped_classes or set(), result).run()
@@ -97,7 +105,9 @@ def _requested_fixtures(project: Project) -> set[str]:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.update(a.arg for a in node.args.args + node.args.kwonlyargs)
             elif isinstance(node, ast.Call) and _name(node.func).endswith("usefixtures"):
-                names.update(a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str))
+                names.update(
+                    a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                )
     return names
 
 
@@ -133,10 +143,19 @@ class _FileScan:
         self.sqlalchemy_errors: set[str] = set()  # names bound to sqlalchemy.exc classes in this file
         self.deleted: list[tuple[int, int]] = []
 
-    def add(self, node: ast.AST, kind: str, section: str, message: str, fix: str, *,
-            start: int | None = None, replacement: str | None = None) -> None:
-        line = start or getattr(node, "lineno", 1)
-        end = getattr(node, "end_lineno", None) or line
+    def add(
+        self,
+        node: ast.AST,
+        kind: str,
+        section: str,
+        message: str,
+        fix: str,
+        *,
+        start: int | None = None,
+        replacement: str | None = None,
+    ) -> None:
+        line = int(start or getattr(node, "lineno", 1))
+        end = int(getattr(node, "end_lineno", None) or line)
         self.out.findings.append(Finding(self.file, line, end, kind, section, message, fix, replacement))
         if section == DELETE:
             self.deleted.append((line, end))
@@ -153,10 +172,14 @@ class _FileScan:
                 if self._fixture_decorator(node) is not None:
                     self._fixture(node)
                 elif node.name in overrides:
-                    self.add(node, "dependency-override", DELETE,
-                             f"{node.name}: the session override app.dependency_overrides installs",
-                             "the app's own dependency opens its bound session factory, in the sandbox",
-                             start=_start(node))
+                    self.add(
+                        node,
+                        "dependency-override",
+                        DELETE,
+                        f"{node.name}: the session override app.dependency_overrides installs",
+                        "the app's own dependency opens its bound session factory, in the sandbox",
+                        start=_start(node),
+                    )
         self._anywhere()
 
     # -- imports ---------------------------------------------------------------------------------------
@@ -177,11 +200,15 @@ class _FileScan:
     def _module_level(self) -> set[str]:
         overrides: set[str] = set()
         for node in self.tree.body:
-            if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Call):
-                if _last(node.value.func) in FACTORIES:
-                    what, instead = REPLACED["session-override"]
-                    named = ", ".join(_name(t) for t in getattr(node, "targets", [getattr(node, "target", None)]))
-                    self.add(node, "session-override", DELETE, f"{named}: {what}", instead)
+            if (
+                isinstance(node, (ast.Assign, ast.AnnAssign))
+                and isinstance(node.value, ast.Call)
+                and _last(node.value.func) in FACTORIES
+            ):
+                what, instead = REPLACED["session-override"]
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                named = ", ".join(_name(t) for t in targets)
+                self.add(node, "session-override", DELETE, f"{named}: {what}", instead)
             if isinstance(node, ast.Expr) and _last(node.value) in {"create_all", "drop_all"}:
                 what, instead = REPLACED["create-all"]
                 self.add(node, "create-all", DELETE, f"{what}, at import", instead)
@@ -201,14 +228,19 @@ class _FileScan:
     @staticmethod
     def _overrides_dependency(node: ast.Assign | ast.Delete | ast.Expr) -> bool:
         targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.value]
-        return any("dependency_overrides" in _name(t.value if isinstance(t, ast.Subscript) else t)
-                   for t in targets)
+        return any(
+            "dependency_overrides" in _name(t.value if isinstance(t, ast.Subscript) else t) for t in targets
+        )
 
     def _dependency_override(self, node: ast.stmt) -> None:
-        self.add(node, "dependency-override", DELETE,
-                 "app.dependency_overrides for the session dependency",
-                 "the app's own dependency (get_db / get_session) opens its bound factory, which joins the "
-                 "sandbox: the test and the app see one another's writes")
+        self.add(
+            node,
+            "dependency-override",
+            DELETE,
+            "app.dependency_overrides for the session dependency",
+            "the app's own dependency (get_db / get_session) opens its bound factory, which joins the "
+            "sandbox: the test and the app see one another's writes",
+        )
 
     @staticmethod
     def _listens(node: ast.AST) -> bool:
@@ -227,19 +259,24 @@ class _FileScan:
         decorator = self._fixture_decorator(node)
         keywords = {k.arg: k.value for k in decorator.keywords} if isinstance(decorator, ast.Call) else {}
         scope_node = keywords.get("scope")
-        scope = scope_node.value if isinstance(scope_node, ast.Constant) else "function"
-        autouse = isinstance(keywords.get("autouse"), ast.Constant) and keywords["autouse"].value is True  # type: ignore[union-attr]
+        scope = str(scope_node.value) if isinstance(scope_node, ast.Constant) else "function"
+        autouse_node = keywords.get("autouse")
+        autouse = isinstance(autouse_node, ast.Constant) and autouse_node.value is True
         traits = self._traits(node)
         start = _start(node)
         if scope != "function" and "commits" in traits and "savepoint-recipe" not in traits:
-            self.add(node, "seed-fixture", REWRITE,
-                     f"{node.name}: a {scope}-scoped fixture that commits its rows once, for every later test "
-                     "(a clean-up between tests takes them away, and what stays is seen by every later run)",
-                     f'a seed layer: `@seed(scope="{scope}")` over `def {node.name}(layer):`, writing with '
-                     "`layer.session()` and committing; its rows live in a transaction that is rolled back, "
-                     "each test in a savepoint above it (from sqlsandbox import seed); no create_all: the schema "
-                     "is built by then",
-                     start=start)
+            self.add(
+                node,
+                "seed-fixture",
+                REWRITE,
+                f"{node.name}: a {scope}-scoped fixture that commits its rows once, for every later test "
+                "(a clean-up between tests takes them away, and what stays is seen by every later run)",
+                f'a seed layer: `@seed(scope="{scope}")` over `def {node.name}(layer):`, writing with '
+                "`layer.session()` and committing; its rows live in a transaction that is rolled back, "
+                "each test in a savepoint above it (from sqlsandbox import seed); no create_all: the schema "
+                "is built by then",
+                start=start,
+            )
             return
         replaced = [kind for kind in REPLACED if kind in traits]
         if replaced:
@@ -251,19 +288,26 @@ class _FileScan:
             self.add(node, replaced[0], DELETE, f"{node.name}: {what}", fix, start=start, replacement=alias)
         else:
             for sub in ast.walk(node):
-                if isinstance(sub, (ast.Assign, ast.Delete)) and self._overrides_dependency(sub):
-                    self._dependency_override(sub)
-                elif isinstance(sub, ast.Expr) and isinstance(sub.value, ast.Call) and \
-                        "dependency_overrides" in _name(sub.value.func):
+                if (isinstance(sub, (ast.Assign, ast.Delete)) and self._overrides_dependency(sub)) or (
+                    isinstance(sub, ast.Expr)
+                    and isinstance(sub.value, ast.Call)
+                    and "dependency_overrides" in _name(sub.value.func)
+                ):
                     self._dependency_override(sub)
         if node.name in OUR_FIXTURES:
-            self.out.findings.append(Finding(
-                self.file, start, node.end_lineno or start, "shadowed-fixture", CLASH,
-                f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking for it "
-                "get this one, outside the sandbox; and since they ask for that name, an installed sqlsandbox "
-                "turns itself on and refuses this fixture's own database (DatabaseAccessBlocked)",
-                "delete it (sqlsandbox's takes its place), or rename it if it is something else",
-            ))
+            self.out.findings.append(
+                Finding(
+                    self.file,
+                    start,
+                    node.end_lineno or start,
+                    "shadowed-fixture",
+                    CLASH,
+                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking for "
+                    "it get this one, outside the sandbox; and since they ask for that name, an installed "
+                    "sqlsandbox turns itself on and refuses this fixture's own database (DatabaseAccessBlocked)",
+                    "delete it (sqlsandbox's takes its place), or rename it if it is something else",
+                )
+            )
 
     def _traits(self, node: ast.AST) -> set[str]:
         traits: set[str] = set()
@@ -304,7 +348,7 @@ class _FileScan:
     # -- anywhere: anti-patterns and what cannot be configured around ------------------------------------
 
     def _anywhere(self) -> None:
-        functions = {}
+        functions: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         for node in ast.walk(self.tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for sub in ast.walk(node):
@@ -326,19 +370,27 @@ class _FileScan:
             given = len(node.args) + sum(k.arg in {"statement", "params", "orig"} for k in node.keywords)
             if given < 3 or not node.args:
                 text = ast.unparse(node)
-                self.add(node, "dbapi-error-by-hand", REWRITE,
-                         f"{text}: SQLAlchemy's {last} takes (statement, params, orig); this raises TypeError, "
-                         "or renders the message as the SQL with no driver error behind it",
-                         f'sqlsandbox.faults.dbapi_error({last}, "..."), or make the real statement fail: '
-                         'sandbox.faults.fail("INSERT", error="operational") / sandbox.faults.fail_next("commit")')
+                self.add(
+                    node,
+                    "dbapi-error-by-hand",
+                    REWRITE,
+                    f"{text}: SQLAlchemy's {last} takes (statement, params, orig); this raises TypeError, "
+                    "or renders the message as the SQL with no driver error behind it",
+                    f'sqlsandbox.faults.dbapi_error({last}, "..."), or make the real statement fail: '
+                    'sandbox.faults.fail("INSERT", error="operational") / sandbox.faults.fail_next("commit")',
+                )
         elif last in {"patch", "setattr"} and node.args and isinstance(node.args[0], ast.Constant):
             target = node.args[0].value
             if isinstance(target, str) and self._names_model(target):
-                self.add(node, "patched-model", REWRITE,
-                         f"{ast.unparse(node)}: a patched model constructor tests the mock, not the mapping "
-                         "(columns, constraints, defaults)",
-                         f"build a real {target.rpartition('.')[2]}(...) and add it with db_session; the "
-                         "sandbox rolls it back")
+                self.add(
+                    node,
+                    "patched-model",
+                    REWRITE,
+                    f"{ast.unparse(node)}: a patched model constructor tests the mock, not the mapping "
+                    "(columns, constraints, defaults)",
+                    f"build a real {target.rpartition('.')[2]}(...) and add it with db_session; the "
+                    "sandbox rolls it back",
+                )
         elif last in {"get", "getenv"} and name.rpartition(".")[0] in {"os.environ", "os", "environ"}:
             self._env_url(node)
         elif last == "TestClient":
@@ -348,21 +400,27 @@ class _FileScan:
         module, _, attr = target.rpartition(".")
         if not attr[:1].isupper():
             return False
-        return target in self.mapped or attr in self.mapped or (
-            not self.mapped and "models" in module.split(".")
+        return (
+            target in self.mapped or attr in self.mapped or (not self.mapped and "models" in module.split("."))
         )
 
     def _env_url(self, node: ast.Call) -> None:
         key = node.args[0] if node.args else None
-        if not (isinstance(key, ast.Constant) and isinstance(key.value, str) and URL_VARIABLE.search(key.value)):
+        if not (
+            isinstance(key, ast.Constant) and isinstance(key.value, str) and URL_VARIABLE.search(key.value)
+        ):
             return
         default = node.args[1] if len(node.args) > 1 else None
         shown = ast.unparse(default) if default is not None else "none"
-        self.add(node, "database-url-from-env", REWRITE,
-                 f"{key.value} read from the environment (default {shown}): a run where it is unset, or set "
-                 "for development, tests against that database",
-                 "delete it: sqlsandbox_url names the server, each run makes its own test_<name> database, and "
-                 "during tests every other database is refused (DatabaseAccessBlocked)")
+        self.add(
+            node,
+            "database-url-from-env",
+            REWRITE,
+            f"{key.value} read from the environment (default {shown}): a run where it is unset, or set "
+            "for development, tests against that database",
+            "delete it: sqlsandbox_url names the server, each run makes its own test_<name> database, and "
+            "during tests every other database is refused (DatabaseAccessBlocked)",
+        )
 
     def _unspecced_mock(self, node: ast.Assign | ast.Return, owner: ast.AST | None) -> None:
         call = node.value
@@ -379,20 +437,29 @@ class _FileScan:
             return
         async_mock = _last(call.func) == "AsyncMock"
         real, mock = ("async_db_session", "async_session") if async_mock else ("db_session", "session")
-        self.add(node, "unspecced-session-mock", REWRITE,
-                 f"{ast.unparse(node).splitlines()[0]}: an {_last(call.func)}() session with no spec accepts "
-                 "any method, misspelt or awaited wrongly, and runs no SQL",
-                 f"{real} (a real session in the sandbox: the query runs and rolls back); for a pure unit test "
-                 f"sqlsandbox.mocks.{mock}() (autospecced)" if async_mock else
-                 f"{real} (a real session in the sandbox: the query runs and rolls back); for a pure unit test "
-                 "MagicMock(spec=Session)")
+        self.add(
+            node,
+            "unspecced-session-mock",
+            REWRITE,
+            f"{ast.unparse(node).splitlines()[0]}: an {_last(call.func)}() session with no spec accepts "
+            "any method, misspelt or awaited wrongly, and runs no SQL",
+            f"{real} (a real session in the sandbox: the query runs and rolls back); for a pure unit test "
+            f"sqlsandbox.mocks.{mock}() (autospecced)"
+            if async_mock
+            else f"{real} (a real session in the sandbox: the query runs and rolls back); for a pure unit test "
+            "MagicMock(spec=Session)",
+        )
 
     def _ddl(self, node: ast.Constant) -> None:
         statement = " ".join(str(node.value).split()[:3])
-        self.add(node, "ddl-in-test", CLASH,
-                 f"{statement!r} in a test: on MariaDB/MySQL DDL commits implicitly, past any sandbox, and "
-                 "sqlsandbox refuses it there (SandboxEscapeError); PostgreSQL and SQLite roll it back",
-                 "put the table in the models (built once per run), or use CREATE TEMPORARY TABLE")
+        self.add(
+            node,
+            "ddl-in-test",
+            CLASH,
+            f"{statement!r} in a test: on MariaDB/MySQL DDL commits implicitly, past any sandbox, and "
+            "sqlsandbox refuses it there (SandboxEscapeError); PostgreSQL and SQLite roll it back",
+            "put the table in the models (built once per run), or use CREATE TEMPORARY TABLE",
+        )
 
 
 def testclient_findings(scan_result: Scan, has_async: bool) -> list[Finding]:
@@ -403,10 +470,16 @@ def testclient_findings(scan_result: Scan, has_async: bool) -> list[Finding]:
     for file, line in sorted(scan_result.testclient_calls):
         first.setdefault(file, line)
     return [
-        Finding(file, line, line, "testclient-async-engine", KEEP,
-                "TestClient with the app's async engine: fine as it is, sqlsandbox serves TestClient's thread "
-                "and its event loop on the test's sandbox connection",
-                "nothing to change (asgi_client, in the test's own loop, is the lighter choice for new tests)")
+        Finding(
+            file,
+            line,
+            line,
+            "testclient-async-engine",
+            KEEP,
+            "TestClient with the app's async engine: fine as it is, sqlsandbox serves TestClient's thread "
+            "and its event loop on the test's sandbox connection",
+            "nothing to change (asgi_client, in the test's own loop, is the lighter choice for new tests)",
+        )
         for file, line in sorted(first.items())
     ]
 
@@ -416,5 +489,3 @@ def imports_of(scan_result: Scan, module: str, name: str) -> list[tuple[str, int
 
 
 __all__ = ["OUR_FIXTURES", "Scan", "imports_of", "scan", "testclient_findings"]
-
-
