@@ -154,8 +154,8 @@ class _FileScan:
         start: int | None = None,
         replacement: str | None = None,
     ) -> None:
-        line = int(start or getattr(node, "lineno", 1))
-        end = int(getattr(node, "end_lineno", None) or line)
+        line: int = start if start is not None else getattr(node, "lineno", 1)
+        end: int = getattr(node, "end_lineno", None) or line
         self.out.findings.append(Finding(self.file, line, end, kind, section, message, fix, replacement))
         if section == DELETE:
             self.deleted.append((line, end))
@@ -302,9 +302,10 @@ class _FileScan:
                     node.end_lineno or start,
                     "shadowed-fixture",
                     CLASH,
-                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking for "
-                    "it get this one, outside the sandbox; and since they ask for that name, an installed "
-                    "sqlsandbox turns itself on and refuses this fixture's own database (DatabaseAccessBlocked)",
+                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking "
+                    "for it get this one, outside the sandbox; and since they ask for that name, an "
+                    "installed sqlsandbox turns itself on and refuses this fixture's own database "
+                    "(DatabaseAccessBlocked)",
                     "delete it (sqlsandbox's takes its place), or rename it if it is something else",
                 )
             )
