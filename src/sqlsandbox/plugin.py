@@ -81,6 +81,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         CLEAN_KEPT, dest="sqlsandbox_clean_kept", nargs="?", const="", metavar="NAME", help=CLEAN_KEPT_HELP
     )
+    group.addoption(
+        "--sqlsandbox-doctor",
+        dest="sqlsandbox_doctor",
+        nargs="?",
+        const="text",
+        choices=("text", "json"),
+        default=None,
+        help="print the plan that converts this suite to sqlsandbox (ini lines to add, fixtures it "
+        "replaces, anti-patterns, clashes) and exit without running tests; =json for tools",
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -94,7 +104,15 @@ def usage_error(error: SandboxError) -> pytest.UsageError:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """--sqlsandbox-clean: clean up, print what was done, and exit without running tests."""
+    """--sqlsandbox-clean: clean up, print what was done, and exit without running tests.
+    --sqlsandbox-doctor: print the conversion plan of the project at the rootdir, and exit."""
+    doctor_format = config.getoption("sqlsandbox_doctor", default=None)
+    if doctor_format is not None:
+        from . import doctor  # imported on use: it is no part of a test run
+
+        plan = doctor.make_plan(Path(str(config.rootpath)))
+        print(doctor.render_json(plan) if doctor_format == "json" else doctor.render_text(plan), end="")
+        return 0
     hours = config.getoption("sqlsandbox_clean", default=None)
     raw_templates = config.getoption("sqlsandbox_clean_templates", default=None)
     raw_kept = config.getoption("sqlsandbox_clean_kept", default=None)

@@ -1,0 +1,7 @@
+"""`python -m sqlsandbox doctor`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The project as pytest sees it: its ini file, the folders it puts on sys.path, its tests and conftests."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Folders no test or app module of the project lives in.
+SKIPPED_DIRS = {"node_modules", "build", "dist", "__pycache__", "site-packages", "venv", "env"}
+
+
+@dataclass(frozen=True)
+class IniFile:
+    path: Path  # where the plan's lines go (it may not exist yet)
+    style: str  # "pyproject" (TOML lists), or "ini" (one entry a line): pytest.ini, tox.ini, setup.cfg
+    section: str  # the header the lines go under
+    exists: bool  # the file has that section already
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    ini: IniFile
+    values: dict[str, Any]  # the ini section's raw values (strings, or lists from TOML)
+    pythonpath: list[Path] = field(default_factory=list)
+    test_files: list[Path] = field(default_factory=list)  # test modules and conftests, sorted
+
+    def relative(self, path: Path | str) -> str:
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(path).as_posix()
+
+    def import_roots(self) -> list[Path]:
+        """The folders pytest puts on sys.path: `pythonpath` entries, then each test file's first folder
+        above its packages (the "prepend" import mode), then the root itself, which conftests import from."""
+        roots = list(self.pythonpath)
+        for path in self.test_files:
+            base = path.parent
+            while (base / "__init__.py").exists() and base != self.root:
+                base = base.parent
+            roots.append(base)
+        roots.append(self.root)
+        return list(dict.fromkeys(roots))
+
+
+def load(root: Path) -> Project:
+    root = root.resolve()
+    ini, values = _find_ini(root)
+    pythonpath = [(root / entry).resolve() for entry in _as_list(values.get("pythonpath"))]
+    testpaths = [root / entry for entry in _as_list(values.get("testpaths"))] or [root]
+    files: set[Path] = set()
+    for top in testpaths:
+        files.update(_test_files(top))
+    files.update(p for p in _test_files(root) if p.name == "conftest.py")  # conftests outside testpaths
+    return Project(root, ini, values, pythonpath, sorted(files))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return str(value).split()
+
+
+def _find_ini(root: Path) -> tuple[IniFile, dict[str, Any]]:
+    """pytest's own order: pytest.ini, .pytest.ini, pyproject.toml with [tool.pytest.ini_options], tox.ini
+    with [pytest], setup.cfg with [tool:pytest]. With none, pyproject.toml if there is one, else pytest.ini."""
+    for name in ("pytest.ini", ".pytest.ini"):
+        if (root / name).is_file():
+            return IniFile(root / name, "ini", "[pytest]", True), _ini_section(root / name, "pytest")
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        values = _pyproject_section(pyproject)
+        if values is not None:
+            return IniFile(pyproject, "pyproject", "[tool.pytest.ini_options]", True), values
+    for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
+        path = root / name
+        if path.is_file() and section in _parser(path):
+            return IniFile(path, "ini", f"[{section}]", True), _ini_section(path, section)
+    if pyproject.is_file():
+        return IniFile(pyproject, "pyproject", "[tool.pytest.ini_options]", False), {}
+    return IniFile(root / "pytest.ini", "ini", "[pytest]", False), {}
+
+
+def _parser(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def _ini_section(path: Path, section: str) -> dict[str, Any]:
+    parser = _parser(path)
+    return dict(parser[section]) if section in parser else {}
+
+
+def _pyproject_section(path: Path) -> dict[str, Any] | None:
+    text = path.read_text(encoding="utf-8")
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        section = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options")
+        return dict(section) if isinstance(section, dict) else None
+    return _pyproject_section_by_hand(text)  # Python 3.10 has no TOML reader, and we add no dependency
+
+
+def _pyproject_section_by_hand(text: str) -> dict[str, Any] | None:
+    """Enough TOML for pytest's keys: `key = "string"` and `key = ["a", "b"]`, lists over several lines."""
+    match = re.search(r"^\[tool\.pytest\.ini_options\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    if match is None:
+        return None
+    values: dict[str, Any] = {}
+    for item in re.finditer(r"^(\w+)\s*=\s*(\[.*?\]|\".*?\"|'.*?'|\S+)", match.group(1), re.M | re.S):
+        try:
+            values[item.group(1)] = ast.literal_eval(item.group(2))
+        except (ValueError, SyntaxError):
+            values[item.group(1)] = item.group(2)
+    return values
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name == "conftest.py" or (
+        path.suffix == ".py" and (path.name.startswith("test_") or path.stem.endswith("_test"))
+    )
+
+
+def skipped(path: Path) -> bool:
+    return path.name.startswith(".") or path.name in SKIPPED_DIRS or path.name.endswith(".egg-info")
+
+
+def _test_files(top: Path) -> list[Path]:
+    if top.is_file():
+        return [top.resolve()] if is_test_file(top) else []
+    found: list[Path] = []
+    if not top.is_dir():
+        return found
+    for child in sorted(top.iterdir()):
+        if child.is_dir():
+            if not skipped(child):
+                found.extend(_test_files(child))
+        elif is_test_file(child):
+            found.append(child.resolve())
+    return found

@@ -1,0 +1,13 @@
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class LegacyBase(DeclarativeBase):
+    pass
+
+
+class LegacyUser(LegacyBase):
+    __tablename__ = "legacy_users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool]
