@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import configparser
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,27 +99,13 @@ def _ini_section(path: Path, section: str) -> dict[str, Any]:
 
 
 def _pyproject_section(path: Path) -> dict[str, Any] | None:
-    text = path.read_text(encoding="utf-8")
     if sys.version_info >= (3, 11):
         import tomllib
-
-        section = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options")
-        return dict(section) if isinstance(section, dict) else None
-    return _pyproject_section_by_hand(text)  # Python 3.10 has no TOML reader, and we add no dependency
-
-
-def _pyproject_section_by_hand(text: str) -> dict[str, Any] | None:
-    """Enough TOML for pytest's keys: `key = "string"` and `key = ["a", "b"]`, lists over several lines."""
-    match = re.search(r"^\[tool\.pytest\.ini_options\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
-    if match is None:
-        return None
-    values: dict[str, Any] = {}
-    for item in re.finditer(r"^(\w+)\s*=\s*(\[.*?\]|\".*?\"|'.*?'|\S+)", match.group(1), re.M | re.S):
-        try:
-            values[item.group(1)] = ast.literal_eval(item.group(2))
-        except (ValueError, SyntaxError):
-            values[item.group(1)] = item.group(2)
-    return values
+    else:  # pytest itself reads pyproject.toml with tomli there, so it is installed
+        import tomli as tomllib
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    section = data.get("tool", {}).get("pytest", {}).get("ini_options")
+    return dict(section) if isinstance(section, dict) else None
 
 
 def is_test_file(path: Path) -> bool:
