@@ -69,7 +69,8 @@ def render_text(plan: Plan) -> str:
         out.append(f"Add to {where}:")
         out.extend(f"    {line}" for line in plan.ini_lines)
     else:
-        out.append(f"Add to {where}: nothing (no engine, session factory or metadata found)")
+        found = "nothing new" if plan.already_set else "nothing (no engine, session factory or metadata found)"
+        out.append(f"Add to {where}: {found}")
     for key in plan.already_set:
         out.append(f"    ({key} is set already: left as it is)")
     findings = plan.sorted_findings()
