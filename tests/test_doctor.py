@@ -113,6 +113,7 @@ def test_after_the_plan_the_doctor_finds_only_what_it_keeps(tmp_path: Path) -> N
     assert after["ini"]["lines"] == [] and after["ini"]["already_set"] == [
         "sqlsandbox_metadata",
         "sqlsandbox_bind",
+        "sqlsandbox_asgi_app",
     ]
     assert [f["kind"] for f in after["findings"]] == ["testclient-async-engine"]
 

@@ -36,6 +36,8 @@ BIND_TYPES: tuple[tuple[type, str], ...] = (
     (async_scoped_session, "async_scoped_session"),
     (scoped_session, "scoped_session"),
 )
+ASGI_FRAMEWORKS = {"starlette", "fastapi", "litestar"}
+ASGI_APP_CLASSES = {"Starlette", "FastAPI", "Litestar"}
 ASYNC_KINDS = {"AsyncEngine", "async_sessionmaker", "async_scoped_session"}
 
 
@@ -53,6 +55,7 @@ class AppInspection:
     binds: list[AppObject] = field(default_factory=list)
     metadatas: list[AppObject] = field(default_factory=list)  # those with tables: the ini lines
     empty_metadatas: list[AppObject] = field(default_factory=list)
+    asgi_apps: list[AppObject] = field(default_factory=list)  # sqlsandbox_asgi_app, when there is one
     mapped_classes: set[str] = field(default_factory=set)  # "User" and "shop.models.User"
     findings: list[Finding] = field(default_factory=list)
     server_url: str | None = None  # an engine's URL on a server (not SQLite), password hidden
@@ -180,6 +183,9 @@ def _collect(project: Project, module_name: str, module: Any, result: AppInspect
                     result.objects[spec] = obj
                     _note_url(obj, result)
                 break
+        if _is_asgi_app(obj) and not _known(result, result.asgi_apps, obj):
+            result.asgi_apps.append(AppObject(spec, *where, "ASGI app"))
+            result.objects[spec] = obj
         metadata = _metadata_of(obj)
         if metadata is not None and not _known(result, _all_metadatas(result), metadata):
             kind = "MetaData" if obj is metadata else "declarative base"
@@ -191,6 +197,14 @@ def _collect(project: Project, module_name: str, module: Any, result: AppInspect
                     cls_ = mapper.class_
                     result.mapped_classes.update({cls_.__name__, f"{cls_.__module__}.{cls_.__name__}"})
                     result.class_lines[id(mapper.local_table)] = _class_line(project, cls_)
+
+
+def _is_asgi_app(obj: Any) -> bool:
+    """An app of the ASGI frameworks asgi_client is made for (told by class, without importing them)."""
+    return not isinstance(obj, type) and any(
+        cls.__module__.split(".")[0] in ASGI_FRAMEWORKS and cls.__name__ in ASGI_APP_CLASSES
+        for cls in type(obj).__mro__
+    )
 
 
 def _known(result: AppInspection, entries: list[AppObject], obj: Any) -> bool:

@@ -47,6 +47,8 @@ def ini_lines(ini: IniFile, app: AppInspection, existing: dict[str, object]) -> 
         wanted.append(("sqlsandbox_metadata", [m.spec for m in app.metadatas]))
     if app.binds:
         wanted.append(("sqlsandbox_bind", [b.spec for b in app.binds]))
+    if len(app.asgi_apps) == 1:  # the app behind the asgi_client fixture; with several, the test picks
+        wanted.append(("sqlsandbox_asgi_app", app.asgi_apps[0].spec))
     lines: list[str] = []
     kept: list[str] = []
     for key, value in wanted:
