@@ -398,7 +398,9 @@ def test_mariadb_ddl_in_a_test_is_refused_as_ddl(inner: pytest.Pytester) -> None
     result.assert_outcomes(passed=4, errors=3)  # each refusal also fails its teardown, as a caught problem
 
 
-def test_an_engine_of_the_tests_own_on_the_test_database_is_refused(inner: pytest.Pytester) -> None:
+def test_an_engine_of_the_tests_own_on_the_test_database_joins_the_sandbox(inner: pytest.Pytester) -> None:
+    """Its connect() joins the sandbox (binding.py adopts it); only its pool's raw DBAPI connection, which
+    would commit past the sandbox, is refused."""
     inner.makepyfile(
         """
         import pytest
@@ -410,11 +412,13 @@ def test_an_engine_of_the_tests_own_on_the_test_database_is_refused(inner: pytes
             sync_url = sandbox.sync_engine.url.render_as_string(hide_password=False)
             return create_engine(sync_url)
 
-        def test_1_refused(sandbox):
+        def test_1_joins(sandbox, db_session):
             engine = own_engine(sandbox)
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO items (name) VALUES ('mine')"))
+            assert db_session.scalar(select(func.count()).select_from(Item)) == 1
             with pytest.raises(DatabaseAccessBlocked, match="through an engine of its own, past the sandbox"):
-                with engine.begin() as conn:
-                    conn.execute(text("INSERT INTO items (name) VALUES ('mine')"))
+                engine.raw_connection()
             engine.dispose()
 
         @pytest.mark.sqlsandbox(committed=True)

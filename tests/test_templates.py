@@ -723,3 +723,17 @@ def test_templates_unused_for_days_are_dropped_on_demand(project: pytest.Pyteste
     every = project.runpytest("--sqlsandbox-clean-templates=all")  # just used, and dropped all the same
     every.stdout.fnmatch_lines([f"  dropped  {again}  a schema template last used * ago", "1 dropped, 0 kept."])
     assert not _kept_templates(unique_url, cache)
+
+
+def test_a_template_belongs_to_one_project() -> None:
+    """Two projects on one server with the same (here: no) schema never share, keep or clean up each
+    other's template: the project's name is part of the key."""
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import make_url
+
+    from sqlsandbox.templates import SchemaSource
+
+    url = make_url("postgresql://x@y/z")
+    empty = [MetaData()]
+    assert SchemaSource(empty, project="shop").key(url) != SchemaSource(empty, project="blog").key(url)
+    assert SchemaSource(empty, project="shop").key(url) == SchemaSource(empty, project="shop").key(url)

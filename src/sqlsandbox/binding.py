@@ -3,16 +3,23 @@
 Engines are joined by replacing connect() on the instance (Engine.begin() and Session use connect(), and an
 AsyncEngine connects through its sync_engine), so the app's engine never opens its own connection: a
 module-level engine pointing at a development database is never touched during a test.
+
+Engines nobody listed are adopted when they first connect during a test (see `adopting`): an engine derived
+from a joined one (`engine.execution_options(...)`, a new object whose connect() is not the patched one),
+and an engine built on the test database's URL (in an app factory, a lifespan, a fixture), which would
+otherwise commit past the sandbox.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import scoped_session, sessionmaker
 
@@ -22,6 +29,11 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 _MISSING = object()
+# Engine.connect as SQLAlchemy defines it: sqlsandbox's own connections are opened past every patch.
+real_connect = Engine.connect
+# Execution options a connection inside the sandbox's transaction cannot take: the isolation level is the
+# outer transaction's, set when it began.
+_UNSETTABLE_OPTIONS = frozenset({"isolation_level"})
 BINDABLE = (scoped_session, async_scoped_session, async_sessionmaker, sessionmaker, AsyncEngine, Engine)
 
 
@@ -38,11 +50,74 @@ def check_bindable(obj: Any, spec: str = "") -> None:
     )
 
 
+def mark_own(engine: Engine) -> Engine:
+    """An engine sqlsandbox made for its own work: never adopted into a sandbox."""
+    engine._sqlsandbox_own = True  # type: ignore[attr-defined]
+    return engine
+
+
+def sandbox_options(engine: Engine) -> dict[str, Any]:
+    """The engine's execution options (schema_translate_map, ...) that a connection in the sandbox takes."""
+    return {k: v for k, v in engine._execution_options.items() if k not in _UNSETTABLE_OPTIONS}
+
+
+def same_database(url: URL, test_url: URL) -> bool:
+    """Whether url names the test database: same kind of server, same database (by name: test database
+    names are unique per run; SQLite: the same file)."""
+    if url.get_backend_name() != test_url.get_backend_name() or not url.database:
+        return False
+    if url.get_backend_name() == "sqlite":
+        return os.path.realpath(url.database) == os.path.realpath(str(test_url.database))
+    return url.database == test_url.database
+
+
+# ---- adoption: a class-level hook on Engine.connect while any sandbox is active --------------------------
+_adopting = 0
+
+
+def _connect_or_adopt(engine: Engine) -> Connection:
+    """Engine.connect of every engine that is not bound by instance: one that must be in the sandbox joins
+    it for the rest of the test; any other connects as SQLAlchemy would (and meets the blocker)."""
+    from .sandbox import active  # the sandbox imports this module: imported late
+
+    box = active()
+    if box is not None and not box.closed and box.bindings.adopts(engine):
+        box.bindings.bind(engine)
+        return box._connect(engine)
+    return real_connect(engine)
+
+
+def start_adopting() -> None:
+    global _adopting
+    _adopting += 1
+    Engine.connect = _connect_or_adopt  # type: ignore[method-assign,assignment]
+
+
+def stop_adopting() -> None:
+    global _adopting
+    _adopting = max(0, _adopting - 1)
+    if _adopting == 0:
+        Engine.connect = real_connect  # type: ignore[method-assign]
+
+
 class Bindings:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
         self._undo: list[Callable[[], None]] = []
         self._seen: set[int] = set()
+        self._joined_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def adopts(self, engine: Engine) -> bool:
+        """Whether an engine nobody bound must join the sandbox: derived from a joined engine, or built on
+        the test database's URL (by the app, not by sqlsandbox)."""
+        ancestor: Any = getattr(engine, "_proxied", None)  # OptionEngine: engine.execution_options(...)
+        while ancestor is not None:
+            if ancestor in self._joined_engines:
+                return True
+            ancestor = getattr(ancestor, "_proxied", None)
+        if getattr(engine, "_sqlsandbox_own", False):
+            return False
+        return same_database(engine.url, self._sandbox.db.url)
 
     def bind_test_engines(self) -> None:
         db = self._sandbox.db
@@ -93,6 +168,7 @@ class Bindings:
     def _patch_connect(self, engine: Engine) -> None:
         previous = engine.__dict__.get("connect", _MISSING)
         engine.connect = functools.partial(self._sandbox._connect, engine)  # type: ignore[method-assign]
+        self._joined_engines.add(engine)
 
         def undo() -> None:
             if previous is _MISSING:
@@ -101,6 +177,8 @@ class Bindings:
                 engine.connect = previous  # type: ignore[method-assign]
 
         self._undo.append(undo)
+        self._undo.append(stop_adopting)
+        start_adopting()
         self._patch_dialect(engine)
 
     def _patch_dialect(self, engine: Engine) -> None:
@@ -125,3 +203,4 @@ class Bindings:
         while self._undo:
             self._undo.pop()()
         self._seen.clear()
+        self._joined_engines = weakref.WeakSet()

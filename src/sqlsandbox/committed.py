@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
+from .binding import real_connect
 from .connection import discard
 from .loops import run_on_idle_loop, running_loop
 from .sqltext import is_write, tables_written
@@ -28,7 +29,7 @@ class CommittedMode:
 
     def connection(self, engine: Engine) -> Connection:
         """A real connection of its own to the test database, committing for real."""
-        conn = Engine.connect(engine)  # past the per-test patch of connect()
+        conn = real_connect(engine)  # past the per-test patch of connect()
         self._real.append((running_loop() if engine.dialect.is_async else None, weakref.ref(conn)))
         return conn
 

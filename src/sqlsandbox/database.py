@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from . import drivers
+from .binding import mark_own, real_connect
 from .errors import ConfigError, DriverMissingError
 from .marks import MARKER_TABLE
 from .owner import OwnerLoop
@@ -85,8 +86,10 @@ class TestDatabase:
     def sync_engine(self) -> Engine:
         if self._sync is None:
             # NullPool: the sandbox keeps its own connection open between tests.
-            self._sync = create_engine(
-                drivers.sync_url(self.url), poolclass=NullPool, **self.provisioner.sync_engine_options()
+            self._sync = mark_own(
+                create_engine(
+                    drivers.sync_url(self.url), poolclass=NullPool, **self.provisioner.sync_engine_options()
+                )
             )
             self._prepare(self._sync)
         return self._sync
@@ -104,6 +107,7 @@ class TestDatabase:
             creator = self.provisioner.async_creator(url, self.owner)
             options: dict[str, Any] = {"async_creator": creator} if creator is not None else {}
             self._async = create_async_engine(url, poolclass=NullPool, **options)
+            mark_own(self._async.sync_engine)
             self._prepare(self._async.sync_engine)
         return self._async
 
@@ -129,7 +133,7 @@ class TestDatabase:
         """Run fn on a connection of its own, in a transaction committed at the end: outside any sandbox,
         even while a test runs (Engine.connect is called past the per-test patch)."""
         if self.has_sync_driver():
-            with Engine.connect(self.sync_engine) as conn, conn.begin():
+            with real_connect(self.sync_engine) as conn, conn.begin():
                 return fn(conn)
         return drivers.run_on_any_driver(self.url, fn)
 
@@ -154,7 +158,7 @@ class TestDatabase:
         if wants_async:
             command.upgrade(cfg, "head")
             return
-        with Engine.connect(self.sync_engine) as conn:
+        with real_connect(self.sync_engine) as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()

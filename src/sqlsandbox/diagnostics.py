@@ -1,4 +1,6 @@
-"""Plain words for the errors asyncio drivers raise when one connection is used concurrently or across loops."""
+"""Plain words for driver and SQLAlchemy errors whose own message does not say the cause: one asyncio
+connection used concurrently or across loops, MissingGreenlet, and SQLite's foreign keys (which sqlsandbox
+turns on)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,27 @@ from .errors import SandboxError
 _CONCURRENT_USE = ("another operation is in progress", "attached to a different loop", "different event loop")
 
 
+_MISSING_GREENLET = (
+    "What it means: SQLAlchemy needed the database from plain (sync) code while an asyncio driver was in "
+    "use, most often to load an attribute that commit() expired (AsyncSession's expire_on_commit is True "
+    "by default, and async_db_session keeps that default) or a lazy relationship.\n"
+    "Fix: sandbox.async_session(expire_on_commit=False) (or your async_sessionmaker with it), "
+    "`await session.refresh(obj)` before reading, selectinload() for relationships, or "
+    "`await obj.awaitable_attrs.name`."
+)
+_SQLITE_FOREIGN_KEY = (
+    "What it means: a row refers to one that does not exist. sqlsandbox turns SQLite's foreign keys on "
+    "(plain SQLite leaves them off), so SQLite checks them as PostgreSQL and MariaDB do.\n"
+    "Fix: insert the parent row first (session.flush() between them). If the suite relies on SQLite not "
+    "checking, set sqlsandbox_sqlite_foreign_keys = false."
+)
+
+
 def explain_driver_error(exc: BaseException | None) -> str:
-    """Plain words for the asyncio drivers' errors about concurrent or cross-loop use, or ''."""
+    """Plain words for an error in exc's chain whose message does not say its cause, or ''."""
+    known = _known_cause(exc)
+    if known:
+        return known
     seen = 0
     while exc is not None and seen < 6:
         try:
@@ -36,6 +57,19 @@ def explain_driver_error(exc: BaseException | None) -> str:
         "Fix: let the app's engines and session factories join the sandbox (sqlsandbox_bind) instead of "
         "creating engines in fixtures; drive ASGI apps with asgi_client; give each task its own session."
     )
+
+
+def _known_cause(exc: BaseException | None) -> str:
+    seen = 0
+    while exc is not None and seen < 6:
+        name = type(exc).__name__
+        if name == "MissingGreenlet":
+            return f"SQLAlchemy says: {str(exc).splitlines()[0]!r}.\n{_MISSING_GREENLET}"
+        if name == "IntegrityError" and "FOREIGN KEY constraint failed" in str(exc):  # SQLite's words
+            return f"SQLite says: 'FOREIGN KEY constraint failed'.\n{_SQLITE_FOREIGN_KEY}"
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return ""
 
 
 def sandbox_error_in(exc: BaseException | None) -> SandboxError | None:

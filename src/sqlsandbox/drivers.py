@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from .binding import mark_own
 from .errors import DriverMissingError
 
 T = TypeVar("T")
@@ -97,7 +98,7 @@ def run_on_any_driver(url: URL, fn: Callable[[Connection], T], *, autocommit: bo
     except DriverMissingError:
         sync = None
     if sync is not None:
-        engine = create_engine(sync, **options)
+        engine = mark_own(create_engine(sync, **options))
         try:
             with engine.connect() as conn:
                 result = fn(conn)
@@ -108,6 +109,7 @@ def run_on_any_driver(url: URL, fn: Callable[[Connection], T], *, autocommit: bo
 
     async def via_async() -> T:
         aengine = create_async_engine(async_url(url), **options)
+        mark_own(aengine.sync_engine)
         try:
             async with aengine.connect() as aconn:
                 result = await aconn.run_sync(fn)

@@ -50,8 +50,11 @@ SANDBOX_FIXTURES = frozenset(
         "async_db_connection",
         "asgi_client",
         "grpc_server",
+        "db_url",
+        "async_db_url",
     }
 )
+URL_FIXTURES = frozenset({"db_url", "async_db_url"})  # an app given the URL connects in every test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -189,7 +192,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     names = getattr(item, "fixturenames", ())
     gets_sandbox = (
-        run.settings.bind or SANDBOX_FIXTURES.intersection(names) or item.get_closest_marker("sqlsandbox")
+        run.settings.bind
+        or run.app_urls_given
+        or SANDBOX_FIXTURES.intersection(names)
+        or item.get_closest_marker("sqlsandbox")
     )
     if gets_sandbox:  # a test that cannot reach the database leaves the layers be
         run.keeper.layers.end_unused(names, run.keeper)
@@ -251,6 +257,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if not item.config.stash.get(ACTIVE, False):
+        return report
     error = sandbox_error_in(call.excinfo.value) if call.excinfo is not None else None
     full = item.config.option.tbstyle == "long" or bool(getattr(item.config.option, "fulltrace", False))
     if error is not None and not full:
@@ -342,8 +350,27 @@ def _sqlsandbox_autouse(request: pytest.FixtureRequest) -> None:
     """With sqlsandbox_bind set, every test gets a sandbox (it connects only if the test uses the
     database), so the app's bound factories never reach their real database; else the marker opts in."""
     run = request.config.stash[RUN]
-    if run.settings.bind or request.node.get_closest_marker("sqlsandbox") is not None:
+    if (
+        run.settings.bind
+        or run.app_urls_given
+        or URL_FIXTURES.intersection(request.fixturenames)
+        or request.node.get_closest_marker("sqlsandbox") is not None
+    ):
         request.getfixturevalue("sandbox")
+
+
+@pytest.fixture(scope="session")
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The test database's URL (sync driver), for engines the app builds itself (an app factory, a
+    lifespan): such an engine joins the sandbox of whichever test connects it, and from the moment this
+    is asked for, every test has a sandbox."""
+    return request.config.stash[RUN].app_url()
+
+
+@pytest.fixture(scope="session")
+def async_db_url(request: pytest.FixtureRequest) -> str:
+    """The test database's URL with its async driver; see db_url."""
+    return request.config.stash[RUN].app_url(asynchronous=True)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import MetaData
 
-from . import dialects, embedded, events, templates
+from . import dialects, drivers, embedded, events, templates
 from .binding import check_bindable
 from .blocker import Blocker
 from .config import Settings, import_string
@@ -84,6 +84,7 @@ class Run:
         self.schema_note = ""  # how the schema came to be, for the report
         self.embedded: EmbeddedPostgres | None = None
         self.kept: dialects.Kept | None = None  # the test database, kept after the run (keep_db)
+        self.app_urls_given = False  # app_url() was called: the app may connect in any test
 
     @property
     def database_name(self) -> str:
@@ -115,6 +116,14 @@ class Run:
             finally:
                 self.blocker.current_test = test
         return self._db
+
+    def app_url(self, *, asynchronous: bool = False) -> str:
+        """The test database's URL, password included, for engines the app builds itself: an engine made
+        on it joins the active sandbox when it connects (binding.py), or connects for real outside one."""
+        db = self.database()
+        url = drivers.async_url(db.url) if asynchronous else drivers.sync_url(db.url)
+        self.app_urls_given = True
+        return url.render_as_string(hide_password=False)
 
     @property
     def where(self) -> str:
@@ -205,7 +214,8 @@ class Run:
         provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
         self.removed_stale = provisioner.removed_stale
         ini = _alembic_ini(self.settings.alembic, self.rootdir) if self.settings.alembic else None
-        source = templates.SchemaSource(self.metadatas, ini, self.settings.check_migrations)
+        project = self.rootdir.name if self.rootdir is not None else ""
+        source = templates.SchemaSource(self.metadatas, ini, self.settings.check_migrations, project)
         done = provisioner.test_database(
             name,
             source,
@@ -226,6 +236,9 @@ class Run:
         )
         try:
             db.record_baseline(self.metadatas)
+            setup = provisioner.setup_for(self.settings)
+            if setup is not None:
+                db.add_engine_setup(setup)
             db.add_engine_setup(events.install)
             db.add_engine_setup(self.blocker.own)
         except BaseException:

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from . import drivers
 from .actors import current_actor
-from .binding import Bindings
+from .binding import Bindings, real_connect, sandbox_options
 from .callsite import call_site
 from .committed import CommittedMode
 from .connection import JoinedConnection, discard, idle_root_alive
@@ -126,6 +127,7 @@ class Sandbox:
         self._metadatas = list(metadatas)
         self.committed_mode = CommittedMode(db, self._metadatas) if committed else None
         self._activated = False
+        self._closers: list[Callable[[], None]] = []  # what the test's helpers need done before the rollback
 
     # ---- public API -------------------------------------------------------------------------------
     @property
@@ -150,12 +152,33 @@ class Sandbox:
         self._check_activated()
         return self.db.async_engine
 
+    @property
+    def url(self) -> str:
+        """The test database's URL (sync driver, password included): an engine the test or the app builds
+        on it joins this sandbox."""
+        return drivers.sync_url(self.db.url).render_as_string(hide_password=False)
+
+    @property
+    def async_url(self) -> str:
+        """The test database's URL with its async driver; see url."""
+        return drivers.async_url(self.db.url).render_as_string(hide_password=False)
+
     def bind(self, obj: Any) -> Any:
         """Make a sessionmaker, async_sessionmaker, scoped session, Engine or AsyncEngine join this sandbox
         until the test ends; returns obj."""
         self._check_activated()
         self.bindings.bind(obj)
         return obj
+
+    def asgi_client(self, app: Any, base_url: str = "http://testserver") -> Any:
+        """An httpx.AsyncClient calling this ASGI app in the test's loop, inside this sandbox, its lifespan
+        running from the first request (or `await client.start()`) until the test ends: one per app, as
+        many apps as the test needs. Needs sqlsandbox[asgi]."""
+        from .integrations.asgi import close_client, make_client
+
+        client = make_client(app, base_url)
+        self._closers.append(lambda: close_client(client))
+        return client
 
     def session(self, **kw: Any) -> Session:
         return Session(bind=self.sync_engine, **kw)
@@ -205,6 +228,11 @@ class Sandbox:
 
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
+        while self._closers:  # last made, first closed: an app's shutdown may still use the database
+            try:
+                self._closers.pop()()
+            except Exception as exc:
+                self._problem(f"Closing an app the test started: {type(exc).__name__}: {exc}")
         self._closing = True
         self.units.end()
         # after Ctrl-C the interrupted test's own task is left pending: that is no misuse of the test's
@@ -442,6 +470,9 @@ class Sandbox:
             # when it was made; SQLAlchemy checks conn.engine's flag for them, so ours is set).
             conn.engine = engine
             conn._has_events = conn._has_events or home._has_events
+            options = sandbox_options(engine)  # e.g. a tenant's schema_translate_map
+            if options:
+                conn._execution_options = conn._execution_options.union(options)
         return conn
 
     def _attach(self, conn: JoinedConnection) -> PoolProxiedConnection:
@@ -491,7 +522,7 @@ class Sandbox:
             self._lost_between_tests(root)
             root = None
         if root is None:
-            root = Engine.connect(engine)  # the real connect: the instance's is patched during tests
+            root = real_connect(engine)  # the instance's connect() is patched during tests
         self._root, self._flavor, self._loop = root, flavor, loop
         self._driver_began = False  # a new connection: its transaction opens at its first statement
         root._sqlsandbox_root = True  # type: ignore[attr-defined]

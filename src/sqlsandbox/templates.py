@@ -36,12 +36,16 @@ class SchemaSource:
     metadatas: list[MetaData]
     alembic_ini: Path | None = None
     check_migrations: bool = False
+    # The project's name is part of the key: a template belongs to one project, so two projects with the
+    # same (or no) schema on one server never clone, keep or clean up each other's templates.
+    project: str = ""
 
     def key(self, url: URL) -> str:
         from . import __version__ as version
 
         digest = hashlib.sha256()
         digest.update(f"sqlsandbox-template {FORMAT} {version} {drivers.family(url)}\n".encode())
+        digest.update(f"project {self.project}\n".encode())
         for statement in _ddl(url, self.metadatas):
             digest.update(statement.encode() + b"\n")
         if self.alembic_ini is not None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +26,9 @@ from ..errors import NotOurDatabaseError, ServerUnreachableError
 from ..marks import Mark
 from ..owner import OwnerLoop
 from ..sqltext import is_transaction_control, statements
+
+if TYPE_CHECKING:
+    from ..config import Settings
 from .naming import TEMPLATE_PREFIX, base_name, like_prefix, run_database, safe_url, template_name
 
 T = TypeVar("T")
@@ -298,6 +301,11 @@ class Provisioner:
     @classmethod
     def prepare_engine(cls, engine: Engine) -> None:
         """Event listeners every engine to the test database needs (SQLite's transaction recipe)."""
+
+    @classmethod
+    def setup_for(cls, settings: Settings) -> Callable[[Engine], None] | None:
+        """What the project's settings ask of every engine to the test database (SQLite's foreign keys)."""
+        return None
 
     @classmethod
     def loop_free(cls, async_driver: str) -> bool:

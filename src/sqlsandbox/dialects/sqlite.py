@@ -11,8 +11,9 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from sqlalchemy import event
@@ -24,6 +25,9 @@ from ..marks import MARK, MARKER_TABLE, Mark, host, user_tag
 from ..sqltext import LEADING_COMMENTS
 from .base import TOUCH_EVERY, DriverConnect, Kept, Provisioner, Target, TemplateGone
 from .naming import base_name, run_database
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def _host_hash(where: str) -> str:
@@ -230,6 +234,20 @@ class SQLiteProvisioner(Provisioner):
             # The sandbox's own connection is the only one in use: it takes the write lock up front.
             # Other connections (committed mode) begin as the app's would, deferred.
             conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(conn, "_sqlsandbox_root", False) else "BEGIN")
+
+    @classmethod
+    def setup_for(cls, settings: Settings) -> Callable[[Engine], None] | None:
+        if settings.sqlite_foreign_keys:
+            return None  # prepare_engine turns them on
+
+        def foreign_keys_off(engine: Engine) -> None:
+            @event.listens_for(engine, "connect")
+            def _connect(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA foreign_keys=OFF")
+                cursor.close()
+
+        return foreign_keys_off
 
     @classmethod
     def loop_free(cls, async_driver: str) -> bool:
