@@ -73,3 +73,12 @@ def test_init_db_command(runner, app_ctx):
     result = runner.invoke(args=["init-db"])
     assert "Initialized" in result.output
     assert db.session.scalars(db.select(Shelf.name)).all() == ["Unsorted"]
+
+
+def test_sqlsandbox_db_session_is_the_same_sandbox(client, db_session):
+    # sqlsandbox's own db_session (no app context needed) and the views' db.session share the test's connection
+    db_session.add(Book(title="Kindred", author="Octavia E. Butler"))
+    db_session.commit()
+    assert [b["title"] for b in client.get("/books/").json] == ["Kindred"]
+    client.post("/books/", json={"title": "Dawn", "author": "Octavia E. Butler"})
+    assert sorted(db_session.scalars(db.select(Book.title))) == ["Dawn", "Kindred"]
