@@ -20,7 +20,7 @@ test: $(STAMP)  ## the whole suite: the plugin's own tests and the reference app
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples scripts benchmarks
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts examples/recipes
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

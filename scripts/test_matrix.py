@@ -27,6 +27,8 @@ PG = os.environ.get("SQLSANDBOX_TEST_POSTGRES", "postgresql://postgres@127.0.0.1
 MARIA = os.environ.get("SQLSANDBOX_TEST_MARIADB", "mysql://root@127.0.0.1:3306/sqlsandbox")
 EMBEDDED = "postgresql+embedded:///sqlsandbox"
 EXAMPLES = ["ops_core", "biomapper", "atom"]
+# the framework recipes under examples/recipes (docs/recipes): one pytest process each per database run
+RECIPES = ["fastapi_sqlmodel", "fastapi_async", "flask_sqlalchemy", "litestar", "sqladmin", "starlette", "cli"]
 
 
 def driver(url: str, name: str) -> str:
@@ -93,6 +95,9 @@ def main() -> int:
             steps.append(
                 (f"{example} on {label}", [PY, "-m", "pytest", "-q"], ROOT / "examples" / example, url)
             )
+        for recipe in RECIPES:
+            recipe_dir = ROOT / "examples" / "recipes" / recipe
+            steps.append((f"recipe {recipe} on {label}", [PY, "-m", "pytest", "-q"], recipe_dir, url))
         # 300 randomized tests while the sandbox connection is killed from outside (scripts/soak.py)
         steps.append((f"soak on {label}", [PY, "scripts/soak.py", "--tests", "300"], ROOT, url))
     # aiomysql: the async driver the MariaDB runs above do not pick
