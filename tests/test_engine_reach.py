@@ -48,6 +48,17 @@ def test_an_engine_derived_from_the_sandboxs_own_joins_it(
     assert _owners(db_session) == ["bob"]
 
 
+def test_a_session_of_the_apps_own_class(sandbox: Sandbox) -> None:
+    class AppSession(Session):  # SQLModel's Session, or an app's own, adds methods the test wants
+        def names(self) -> list[str]:
+            return _owners(self)
+
+    session = sandbox.session(class_=AppSession)
+    session.add(Owner(name="eve"))
+    session.commit()
+    assert isinstance(session, AppSession) and session.names() == ["eve"]
+
+
 def test_inspecting_a_bound_engine_sees_the_test_database(sandbox: Sandbox) -> None:
     # app.engine's own URL names a file that does not exist: what it lists is the test database's
     assert {"owners", "pets"} <= set(inspect(app.engine).get_table_names())
@@ -102,7 +113,17 @@ class Registry:  # an app's settings object, holding its engine as an attribute
         self.engine = create_engine("sqlite:////nonexistent/dev.db")
         self.sessions = sessionmaker(bind=self.engine)
 
+class LazyConfig:  # advanced-alchemy's SQLAlchemyAsyncConfig builds its engine on first get_engine()
+    def __init__(self):
+        self.engine_instance = None
+
+    def get_engine(self):
+        if self.engine_instance is None:
+            self.engine_instance = create_engine("sqlite:////nonexistent/dev.db")
+        return self.engine_instance
+
 registry = Registry()
+alchemy = LazyConfig()
 engine = create_engine("sqlite:////nonexistent/dev.db")
 """
 
@@ -132,6 +153,7 @@ def test_bind_specs_are_attribute_paths_and_one_ini_line_may_hold_several(projec
         pythonpath = .
         sqlsandbox_metadata = appmodels:Base
         sqlsandbox_bind = appmodels:registry.sessions appmodels:engine
+            appmodels:alchemy
         """
     )
     project.makepyfile(
@@ -145,7 +167,9 @@ def test_bind_specs_are_attribute_paths_and_one_ini_line_may_hold_several(projec
             with appmodels.registry.sessions() as s:
                 s.add(appmodels.Item(name="a")); s.commit()
             appviews.add_item("b")  # through the copy of `engine`
-            assert db_session.scalar(select(func.count()).select_from(appmodels.Item)) == 2
+            with appmodels.alchemy.get_engine().begin() as conn:  # built at start-up by get_engine()
+                conn.execute(appmodels.Item.__table__.insert().values(name="c"))
+            assert db_session.scalar(select(func.count()).select_from(appmodels.Item)) == 3
         """
     )
     result = project.runpytest_subprocess("-p", "no:randomly")

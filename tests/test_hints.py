@@ -96,3 +96,30 @@ def test_missing_greenlet_is_explained(project: pytest.Pytester) -> None:
         ["*MissingGreenlet*", "*What it means: SQLAlchemy needed the database from plain*"]
     )
     result.stdout.fnmatch_lines(["*sandbox.async_session(expire_on_commit=False)*"])
+
+
+def test_our_error_inside_a_task_group_is_still_one_message(project: pytest.Pytester) -> None:
+    """An app's lifespan under anyio gathers errors into an exception group: the short message is found
+    inside it, not buried under SQLAlchemy's pool traceback."""
+    project.makepyfile(
+        """
+        import anyio
+        from sqlalchemy import create_engine, text
+
+        async def test_lifespan_connects_elsewhere(sandbox):
+            def connect():
+                with create_engine("sqlite:////nonexistent/dev.db").connect() as conn:
+                    conn.execute(text("select 1"))
+
+            async def startup():
+                await anyio.to_thread.run_sync(connect)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(startup)
+        """
+    )
+    result = project.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "DatabaseAccessBlocked: " in out and "build it on the db_url / async_db_url fixture's URL" in out
+    assert "pool/base.py" not in out  # no traceback through SQLAlchemy's pool

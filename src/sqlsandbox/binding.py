@@ -37,6 +37,16 @@ _UNSETTABLE_OPTIONS = frozenset({"isolation_level"})
 BINDABLE = (scoped_session, async_scoped_session, async_sessionmaker, sessionmaker, AsyncEngine, Engine)
 
 
+def resolve_bindable(obj: Any) -> Any:
+    """What to bind for obj: itself, or the engine a config object builds lazily through get_engine()
+    (advanced-alchemy's SQLAlchemyAsyncConfig / SQLAlchemySyncConfig): built now, on the app's own URL, and
+    joined in place, so the app finds the same engine when it asks."""
+    get_engine = getattr(obj, "get_engine", None)
+    if not isinstance(obj, BINDABLE) and callable(get_engine):
+        return get_engine()
+    return obj
+
+
 def check_bindable(obj: Any, spec: str = "") -> None:
     """ConfigError unless obj is something bind() takes; spec names where it came from."""
     if isinstance(obj, BINDABLE):
@@ -46,7 +56,8 @@ def check_bindable(obj: Any, spec: str = "") -> None:
         f"{where} {obj!r} (a {type(obj).__name__}), which sqlsandbox cannot bind.",
         why="sqlsandbox_bind and sandbox.bind() take the objects an application opens database work through.",
         fix="name a sessionmaker, async_sessionmaker, scoped_session, async_scoped_session, Engine or "
-        "AsyncEngine.",
+        "AsyncEngine (or an object whose get_engine() returns the engine); an engine the app builds later: "
+        "build it on the db_url fixture's URL, or sandbox.bind(engine) once it exists.",
     )
 
 

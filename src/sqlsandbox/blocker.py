@@ -95,9 +95,10 @@ class Blocker:
             f"{self.current_test} tried to connect to {url}, which is not the test database.",
             why="during tests sqlsandbox only lets connections reach the database it created for this "
             "run, so that no test can read or write a real one (a development file, a shared server).",
-            fix="use the db_session / async_db_session / sandbox fixtures, list the engine or session "
-            "factory in sqlsandbox_bind (or call sandbox.bind(obj)), or mark the test "
-            "@pytest.mark.sqlsandbox so the app's bound factories join the sandbox.",
+            fix="use the db_session / async_db_session / sandbox fixtures; list the engine or session "
+            "factory in sqlsandbox_bind; an engine the app builds itself (an app factory, a lifespan): build "
+            "it on the db_url / async_db_url fixture's URL, or call sandbox.bind(engine) once it exists; or "
+            "mark the test @pytest.mark.sqlsandbox so the app's bound factories join the sandbox.",
         )
 
 

@@ -72,12 +72,18 @@ def _known_cause(exc: BaseException | None) -> str:
     return ""
 
 
-def sandbox_error_in(exc: BaseException | None) -> SandboxError | None:
-    """Our error, also when SQLAlchemy wrapped it in a StatementError on the way out."""
+def sandbox_error_in(exc: BaseException | None, depth: int = 0) -> SandboxError | None:
+    """Our error, also when SQLAlchemy wrapped it in a StatementError on the way out, or a task group
+    (anyio's, asyncio's: an app's lifespan) gathered it into an exception group."""
     seen = 0
-    while exc is not None and seen < 5:
+    while exc is not None and seen < 5 and depth < 4:
         if isinstance(exc, SandboxError):
             return exc
+        for inner in getattr(exc, "exceptions", ()):  # BaseExceptionGroup (exceptiongroup on 3.10)
+            if isinstance(inner, BaseException):
+                found = sandbox_error_in(inner, depth + 1)
+                if found is not None:
+                    return found
         exc = getattr(exc, "orig", None) or exc.__cause__
         seen += 1
     return None

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from . import dialects, drivers, embedded, events, templates
-from .binding import check_bindable
+from .binding import check_bindable, resolve_bindable
 from .blocker import Blocker
 from .config import Settings, import_string
 from .database import TestDatabase
@@ -206,7 +206,7 @@ class Run:
     def _provision(self) -> TestDatabase:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
         check_mappers(self.rootdir)
-        self.bound = [_imported(spec, "sqlsandbox_bind") for spec in self.settings.bind]
+        self.bound = [resolve_bindable(_imported(spec, "sqlsandbox_bind")) for spec in self.settings.bind]
         for spec, obj in zip(self.settings.bind, self.bound, strict=True):  # told once, at start, not per test
             check_bindable(obj, spec if isinstance(spec, str) else "")
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")

@@ -25,7 +25,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from . import drivers
 from .actors import current_actor
-from .binding import Bindings, real_connect, sandbox_options
+from .binding import Bindings, real_connect, resolve_bindable, sandbox_options
 from .callsite import call_site
 from .committed import CommittedMode
 from .connection import JoinedConnection, discard, idle_root_alive
@@ -167,7 +167,7 @@ class Sandbox:
         """Make a sessionmaker, async_sessionmaker, scoped session, Engine or AsyncEngine join this sandbox
         until the test ends; returns obj."""
         self._check_activated()
-        self.bindings.bind(obj)
+        self.bindings.bind(resolve_bindable(obj))
         return obj
 
     def asgi_client(self, app: Any, base_url: str = "http://testserver") -> Any:
@@ -180,11 +180,13 @@ class Sandbox:
         self._closers.append(lambda: close_client(client))
         return client
 
-    def session(self, **kw: Any) -> Session:
-        return Session(bind=self.sync_engine, **kw)
+    def session(self, class_: type[Session] = Session, **kw: Any) -> Session:
+        """A Session in the sandbox; class_ for a subclass (SQLModel's Session, the app's own)."""
+        return class_(bind=self.sync_engine, **kw)
 
-    def async_session(self, **kw: Any) -> AsyncSession:
-        return AsyncSession(bind=self.async_engine, **kw)
+    def async_session(self, class_: type[AsyncSession] = AsyncSession, **kw: Any) -> AsyncSession:
+        """An AsyncSession in the sandbox (expire_on_commit=False for reading objects after a commit)."""
+        return class_(bind=self.async_engine, **kw)
 
     def connection(self) -> Connection:
         if self.committed_mode is not None:

@@ -104,7 +104,7 @@ def _migration_files(ini: Path) -> list[Path]:
     return [ini, *files]
 
 
-KEEP = 8  # per database name: suites or branches sharing one server and name take turns without rebuilds
+KEEP = 16  # per database name: suites or branches sharing one server and name take turns without rebuilds
 
 
 def pick(marked: Sequence[tuple[str, Mark]], run_id: str) -> tuple[str, Mark] | None:
