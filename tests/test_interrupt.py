@@ -69,9 +69,8 @@ async def test_async(sandbox, async_db_connection):
     await asyncio.Event().wait()  # until Ctrl-C (a thread blocked on stdin would keep the loop from closing)
 """
 
-# a safety limit, not a speed assert: without the fix the run waits on its own lock for ever (60 s: two runs
-# of `make test`'s phases share the 2 cores, and one inner run once needed more than 30 s there)
-EXIT_LIMIT = 60.0
+# a safety limit, not a speed assert: without the fix the run waits on its own lock for ever
+EXIT_LIMIT = 30.0
 
 
 _RAW_URL = os.environ.get("SQLSANDBOX_URL")  # read before the project fixture takes it from the inner runs
