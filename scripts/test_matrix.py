@@ -189,9 +189,11 @@ class Phase:
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
 
+    kin: float | None = None  # for a phase with no time yet: the mean of its kind's (the label before " on ")
+
     @property
     def guess(self) -> float:
-        return self.last if self.last is not None else 60.0
+        return self.last if self.last is not None else self.kin or 60.0
 
     def tail(self, lines: int) -> list[str]:
         return [line for line in self.output.splitlines() if line.strip()][-lines:]
@@ -255,14 +257,19 @@ def run_phases(
     pass; an optional step's failure leaves out those that wait for it, and fails nothing."""
     workers = jobs()
     times = _load_times()
-    phases = _order(
-        [
-            Phase(label, cmd, cwd, url, runs_alone(cmd, cwd), after.get(label), times.get(label))
-            for label, cmd, cwd, url in steps
-        ]
-    )
+    phases = [
+        Phase(label, cmd, cwd, url, runs_alone(cmd, cwd), after.get(label), times.get(label))
+        for label, cmd, cwd, url in steps
+    ]
     for p in phases:
         p.optional = p.label in optional
+        kind = [
+            q.last
+            for q in phases
+            if q.last is not None and q.label.split(" on ")[0] == p.label.split(" on ")[0]
+        ]
+        p.kin = sum(kind) / len(kind) if kind else None
+    phases = _order(phases)
     total = len(phases)
     LOGS.mkdir(parents=True, exist_ok=True)
     for old in LOGS.glob("*.log"):
