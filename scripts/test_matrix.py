@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -255,6 +256,11 @@ def run_phases(
 ) -> int:
     """Run the steps, `jobs()` at a time, longest first; a step in after waits for the one named there to
     pass; an optional step's failure leaves out those that wait for it, and fails nothing."""
+    # Started in the background by a shell without job control (`make test &`, nohup), this process and
+    # every phase would inherit SIGINT ignored, and tests/test_interrupt.py's inner runs could not be
+    # interrupted: the phases get the default back (a handler here is reset to it in each child).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     workers = jobs()
     times = _load_times()
     phases = [
