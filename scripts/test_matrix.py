@@ -182,6 +182,7 @@ class Phase:
     alone: bool
     after: str | None  # the phase that must pass first
     last: float | None  # seconds it took in the last run
+    kin: float | None = None  # with no time yet: the mean of its kind's (the label before " on ")
     optional: bool = False  # its failure leaves out the phases after it, and fails nothing (a compat venv)
     status: str = "waiting"  # waiting, running, ok, FAILED, not run, left out
     seconds: float = 0.0
@@ -190,11 +191,9 @@ class Phase:
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
 
-    kin: float | None = None  # for a phase with no time yet: the mean of its kind's (the label before " on ")
-
     @property
     def guess(self) -> float:
-        return self.last if self.last is not None else self.kin or 60.0
+        return self.last if self.last is not None else self.kin or 60.0  # a new kind: a minute
 
     def tail(self, lines: int) -> list[str]:
         return [line for line in self.output.splitlines() if line.strip()][-lines:]
@@ -229,16 +228,16 @@ def _save_time(label: str, seconds: float) -> None:
 
 
 def _left(phases: list[Phase], workers: int, now: float) -> str:
-    """What is left: phases, and a time from the last run's durations when every one of them has one."""
+    """What is left: phases, and a time by the last run's durations (a phase with none: see Phase.guess)."""
     pending = [p for p in phases if p.status in ("waiting", "running")]
     if not pending:
         return "none left"
     words = f"{len(pending)} phase{'s' if len(pending) != 1 else ''} left"
     if all(p.last is None for p in phases):
-        return words  # a first run: nothing to estimate from (a new phase alone counts as a minute)
-    rest = {p.label: max(p.guess - (now - p.started if p.status == "running" else 0), 5.0) for p in pending}
-    shared = sum(t for label, t in rest.items() if not next(p for p in pending if p.label == label).alone)
-    alone = sum(t for label, t in rest.items() if next(p for p in pending if p.label == label).alone)
+        return words  # a first run: nothing to estimate from
+    rest = [(p, max(p.guess - (now - p.started if p.status == "running" else 0), 5.0)) for p in pending]
+    shared = sum(t for p, t in rest if not p.alone)
+    alone = sum(t for p, t in rest if p.alone)
     return f"{words}, ~{clock(shared / workers + alone)} to go by the last run's times"
 
 
