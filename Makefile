@@ -16,6 +16,7 @@ demo: $(STAMP)  ## the reference apps' suites on the embedded SQLite default, wi
 	$(PY) scripts/demo.py
 
 test: $(STAMP)  ## the whole suite: the plugin's own tests and the reference apps, on every reachable database
+	@# phases run SQLSANDBOX_TEST_JOBS at a time (default 2), with progress and a summary table
 	$(PY) scripts/test_matrix.py
 
 lint: $(STAMP)

@@ -6,6 +6,10 @@ SQLSANDBOX_TEST_POSTGRES / SQLSANDBOX_TEST_MARIADB); with CI set, an unreachable
 Then the edges of what pyproject admits, each in a venv of its own under .venv-compat/: Python 3.10 with the
 lowest versions of SQLAlchemy, pytest and pytest-asyncio, and Python 3.13 with the newest. They run where those
 interpreters are found (on PATH or under pyenv); with CI set, a missing one fails the run.
+
+The phases run SQLSANDBOX_TEST_JOBS at a time (default min(2, cores)), longest first by the times the last run
+kept in .venv/.test-times.json; some run alone (see runs_alone). Each one's output goes to .venv/test-logs/ and
+a line tells when it ends, with the time elapsed and what is left; a table of them all comes at the end.
 """
 
 from __future__ import annotations
