@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the reference apps' suites on the embedded SQLite default, with a short report
 	$(PY) scripts/demo.py
 
+# its phases run SQLSANDBOX_TEST_JOBS at a time (default 2), with progress and a summary table
 test: $(STAMP)  ## the whole suite: the plugin's own tests and the reference apps, on every reachable database
 	$(PY) scripts/test_matrix.py
 
