@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/testclient.py
 
 clean:
-	rm -rf $(VENV) .venv-compat build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat .venv-recipes build *.egg-info .pytest_cache .mypy_cache .ruff_cache

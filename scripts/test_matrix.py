@@ -7,7 +7,7 @@ Then the edges of what pyproject admits, each in a venv of its own under .venv-c
 lowest versions of SQLAlchemy, pytest and pytest-asyncio, and Python 3.13 with the newest. They run where those
 interpreters are found (on PATH or under pyenv); with CI set, a missing one fails the run.
 
-The phases run SQLSANDBOX_TEST_JOBS at a time (default min(2, cores)), longest first by the times the last run
+The phases run SQLSANDBOX_TEST_JOBS at a time (default half the cores), longest first by the times the last run
 kept in .venv/.test-times.json; some run alone (see runs_alone). Each one's output goes to .venv/test-logs/ and
 a line tells when it ends, with the time elapsed and what is left; a table of them all comes at the end.
 """
@@ -104,9 +104,11 @@ def main() -> int:
             steps.append(
                 (f"{example} on {label}", [PY, "-m", "pytest", "-q"], ROOT / "examples" / example, url)
             )
-        for recipe in RECIPES:
+        for recipe in RECIPES:  # in a venv of their own: the frameworks slow every other pytest start
             recipe_dir = ROOT / "examples" / "recipes" / recipe
-            steps.append((f"recipe {recipe} on {label}", [PY, "-m", "pytest", "-q"], recipe_dir, url))
+            steps.append(
+                (f"recipe {recipe} on {label}", [str(RECIPES_PY), "-m", "pytest", "-q"], recipe_dir, url)
+            )
         # 300 randomized tests while the sandbox connection is killed from outside (scripts/soak.py)
         steps.append((f"soak on {label}", [PY, "scripts/soak.py", "--tests", "300"], ROOT, url))
     # aiomysql: the async driver the MariaDB runs above do not pick
@@ -129,8 +131,11 @@ def main() -> int:
     if any(url and url.startswith("postgresql") for _, url in runs):
         steps.append(("plugin suite with -n 2 on postgresql", xdist, ROOT, driver(PG, "psycopg")))
 
-    # phases that wait for another (a compat venv is built, when out of date, before its suites run)
+    # phases that wait for another (a venv is built, when out of date, before its suites run)
     after: dict[str, str] = {}
+    if not recipes_venv_current():
+        steps.insert(0, (RECIPES_VENV_LABEL, [PY, __file__, "--recipes-venv"], ROOT, None))
+        after.update({label: RECIPES_VENV_LABEL for label, *_ in steps if label.startswith("recipe ")})
     for label, version, pins, databases in COMPAT:
         found = compat_python(version, pins)
         if found is None:
@@ -166,10 +171,12 @@ HEARTBEAT = 60.0  # seconds without a finished phase before what still runs is l
 
 
 def jobs() -> int:
-    """How many phases run at once: SQLSANDBOX_TEST_JOBS, else min(2, cores)."""
+    """How many phases run at once: SQLSANDBOX_TEST_JOBS, else half the cores."""
     raw = os.environ.get("SQLSANDBOX_TEST_JOBS", "")
     try:
-        return max(1, int(raw)) if raw.strip() else max(1, min(2, os.cpu_count() or 1))
+        # half the cores: each phase's pytest keeps one busy, and the database servers need the rest (on
+        # this 2-core machine two at a time measured no faster than one, and timing-bound tests suffered)
+        return max(1, int(raw)) if raw.strip() else max(1, (os.cpu_count() or 1) // 2)
     except ValueError:
         print(f"NOTE: SQLSANDBOX_TEST_JOBS={raw!r} is not a number: 1 phase at a time.")
         return 1
@@ -463,6 +470,35 @@ def install_compat_venv(base: str, version: str, pins: list[str]) -> int:
     return 0
 
 
+# The framework recipes (examples/recipes) run in a venv of their own with the `recipes` extra: litestar brings
+# Faker and polyfactory, which pytest-randomly imports at every pytest start (about 1 s each, and the plugin
+# suite starts hundreds of inner pytest runs).
+RECIPES_VENV = ROOT / ".venv-recipes"
+RECIPES_PY = RECIPES_VENV / "bin" / "python"
+RECIPES_VENV_LABEL = "venv for the recipes"
+
+
+def _recipes_stamp() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b"recipes").hexdigest()
+
+
+def recipes_venv_current() -> bool:
+    stamp = RECIPES_VENV / ".installed"
+    return RECIPES_PY.exists() and stamp.exists() and stamp.read_text() == _recipes_stamp()
+
+
+def install_recipes_venv() -> int:
+    """`test_matrix.py --recipes-venv`: the phase that (re)installs the recipes' venv."""
+    shutil.rmtree(RECIPES_VENV, ignore_errors=True)
+    install = [str(RECIPES_PY), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev,recipes]"]
+    for cmd in ([PY, "-m", "venv", str(RECIPES_VENV)], install):
+        proc = subprocess.run(cmd)
+        if proc.returncode != 0:  # e.g. no network
+            return proc.returncode
+    (RECIPES_VENV / ".installed").write_text(_recipes_stamp())
+    return 0
+
+
 def _counts(output: str) -> tuple[int, int]:
     last = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
     if not last:
@@ -474,6 +510,8 @@ def _counts(output: str) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--recipes-venv"]:
+        sys.exit(install_recipes_venv())
     if sys.argv[1:2] == ["--compat-venv"]:
         sys.exit(install_compat_venv(sys.argv[2], sys.argv[3], sys.argv[4:]))
     sys.exit(main())
