@@ -2,10 +2,10 @@
 (its lifespan and scheduler included) on a loop of its own in another thread, next to the test's own
 session.
 
-With every async driver sqlsandbox supports, the sandbox's async connection serves every loop, so this
-passes as written. Only a driver sqlsandbox does not know would belong to the loop that opened it: there
-these tests are skipped (the README's "Async drivers and event loops" says why; the same tests through
-asgi_client are test_api_tasks.py).
+With every async driver sqlsandbox supports, the sandbox's async connection serves every loop,
+so this passes as written. Only a driver sqlsandbox does not know would belong to the loop that
+opened it: there these tests are skipped (the README's "Async drivers and event loops" says why;
+the same tests through asgi_client are test_api_tasks.py).
 """
 
 from __future__ import annotations
