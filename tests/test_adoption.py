@@ -65,3 +65,30 @@ def test_a_setting_turns_it_on(unconfigured: pytest.Pytester, monkeypatch: pytes
     result = unconfigured.runpytest_subprocess("-p", "no:randomly")  # as a user runs it: no outer run
     result.assert_outcomes(failed=1)
     assert "sqlsandbox: no sqlsandbox_* setting" not in result.stdout.str()
+
+
+def test_a_suites_own_db_url_fixture_does_not_turn_it_on(unconfigured: pytest.Pytester) -> None:
+    """db_url is a common fixture name: a suite's own (here, its SQLite file) is the suite's, and sqlsandbox
+    stays off; only sqlsandbox's own db_url asks for a sandbox."""
+    unconfigured.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def db_url(tmp_path_factory):
+            return f"sqlite:///{tmp_path_factory.mktemp('own') / 'app.db'}"
+        """
+    )
+    unconfigured.makepyfile(
+        """
+        from sqlalchemy import create_engine, text
+
+        def test_the_suites_own_url(db_url):
+            with create_engine(db_url).begin() as conn:
+                conn.execute(text("CREATE TABLE t (id INTEGER)"))
+                conn.execute(text("INSERT INTO t VALUES (1)"))
+        """
+    )
+    result = unconfigured.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["sqlsandbox: no sqlsandbox_* setting, so off*"])

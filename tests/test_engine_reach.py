@@ -10,10 +10,11 @@ import os
 import psycopg  # noqa: F401  (imported here, not first inside an inner run that pytester unloads)
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, insert, inspect, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from sqlsandbox import Sandbox
+from sqlsandbox import ConfigError, Sandbox
 from tests import app
 from tests.models import Owner
 
@@ -191,10 +192,21 @@ def test_an_app_factory_given_db_url_runs_in_the_sandbox(project: pytest.Pyteste
     )
     project.makeconftest(
         """
+        import pathlib
         import pytest
         from sqlalchemy import create_engine
+        from sqlalchemy.engine import Engine
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.orm import sessionmaker
+
+        # another library's wrapper of Engine.connect (a tracer's): it must survive the run's sandboxes
+        TRACED = []
+        _connect = Engine.connect
+        def traced_connect(self):
+            TRACED.append(self.url.database)
+            return _connect(self)
+        Engine.connect = traced_connect
+        APP = {}
 
         def create_app(database_url):
             engine = create_engine(database_url, pool_pre_ping=True)
@@ -203,8 +215,14 @@ def test_an_app_factory_given_db_url_runs_in_the_sandbox(project: pytest.Pyteste
         @pytest.fixture(scope="session")
         def app(db_url):
             made = create_app(db_url)
+            APP.update(made)
             yield made
             made["engine"].dispose()
+
+        def pytest_runtest_logfinish(nodeid, location):
+            from sqlsandbox.binding import adopting
+            with open(pathlib.Path(__file__).parent / "after.txt", "a") as out:
+                out.write(f"{adopting()} {Engine.__dict__['connect'] is traced_connect}\\n")
 
         @pytest.fixture(scope="session")
         def async_engine(async_db_url):
@@ -224,6 +242,11 @@ def test_an_app_factory_given_db_url_runs_in_the_sandbox(project: pytest.Pyteste
                 s.add(Item(name="ann")); s.commit()  # unique: a second test would fail if it leaked
                 assert s.scalar(select(func.count()).select_from(Item)) == 1
 
+        def test_z_without_asking_for_the_app():  # after test_signup handed the URL out: it has a sandbox
+            import conftest
+            with conftest.APP["sessions"]() as s:
+                s.add(Item(name="ann")); s.commit()
+
         @pytest.mark.parametrize("n", [1, 2])
         async def test_async(async_engine, n):
             async with AsyncSession(async_engine) as s:
@@ -231,14 +254,48 @@ def test_an_app_factory_given_db_url_runs_in_the_sandbox(project: pytest.Pyteste
                 assert await s.scalar(select(func.count()).select_from(Item)) == 1
         """
     )
-    result = project.runpytest_subprocess("-p", "randomly" if _has_randomly() else "no:randomly")
-    result.assert_outcomes(passed=5)
+    result = project.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*Every table is as the schema build left it.*"])
+    # after each test: no class-level hook left in, and the tracer's wrapper is Engine.connect again
+    assert (project.path / "after.txt").read_text().split("\n")[:-1] == ["False True"] * 6
 
 
-def _has_randomly() -> bool:
-    try:
-        import pytest_randomly  # noqa: F401
-    except ImportError:
-        return False
-    return True
+@pytest.mark.sqlsandbox(committed=True)
+def test_an_engine_on_the_test_url_joins_committed_mode_too(sandbox: Sandbox) -> None:
+    engine = create_engine(sandbox.url)
+    with Session(engine) as session:
+        session.add(Owner(name="fi"))
+        session.commit()
+    with sandbox.session() as other:  # committed for real: another connection sees it
+        assert _owners(other) == ["fi"]
+    assert "owners" in sandbox.touched  # emptied after the test (the next test's check says so)
+    engine.dispose()
+
+
+class _LazyConfig:
+    """advanced-alchemy's config: get_engine() builds the engine once, on the app's own URL."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.engine: Engine | None = None
+
+    def get_engine(self) -> Engine:
+        if self.fails:
+            raise RuntimeError("Working outside of application context.")
+        if self.engine is None:
+            self.engine = create_engine(f"sqlite:///{app.DEV_DB}")
+        return self.engine
+
+
+def test_sandbox_bind_takes_a_config_with_get_engine(sandbox: Sandbox, db_session: Session) -> None:
+    config = sandbox.bind(_LazyConfig())
+    with config.get_engine().begin() as conn:
+        conn.execute(insert(Owner).values(name="gus"))
+    assert _owners(db_session) == ["gus"]
+
+
+def test_a_get_engine_that_fails_is_one_clear_message(sandbox: Sandbox) -> None:
+    with pytest.raises(ConfigError, match=r"get_engine\(\) failed: RuntimeError: Working outside") as error:
+        sandbox.bind(_LazyConfig(fails=True))
+    assert "db_url" in str(error.value)

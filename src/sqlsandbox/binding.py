@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,14 +38,36 @@ _UNSETTABLE_OPTIONS = frozenset({"isolation_level"})
 BINDABLE = (scoped_session, async_scoped_session, async_sessionmaker, sessionmaker, AsyncEngine, Engine)
 
 
-def resolve_bindable(obj: Any) -> Any:
+def resolve_bindable(obj: Any, spec: str = "") -> Any:
     """What to bind for obj: itself, or the engine a config object builds lazily through get_engine()
     (advanced-alchemy's SQLAlchemyAsyncConfig / SQLAlchemySyncConfig): built now, on the app's own URL, and
     joined in place, so the app finds the same engine when it asks."""
     get_engine = getattr(obj, "get_engine", None)
-    if not isinstance(obj, BINDABLE) and callable(get_engine):
-        return get_engine()
-    return obj
+    if isinstance(obj, BINDABLE) or not callable(get_engine):
+        return obj
+    where = f"sqlsandbox_bind entry {spec!r}" if spec else "sandbox.bind()"
+    try:
+        engine = get_engine()
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: {type(obj).__name__}.get_engine() failed: {type(exc).__name__}: {exc}",
+            why="an object with get_engine() is bound through the engine it returns, built when the run "
+            "starts; this one cannot build it then (Flask-SQLAlchemy's db needs an app context).",
+            fix="name the engine or session factory itself, build the app's engine on the db_url fixture's "
+            "URL, or call sandbox.bind(engine) in a fixture once the app has built it.",
+        ) from None
+    if not isinstance(engine, (Engine, AsyncEngine)):
+        raise ConfigError(
+            f"{where}: {type(obj).__name__}.get_engine() returned {engine!r}, not an Engine or AsyncEngine.",
+            fix="name the engine or session factory itself.",
+        )
+    if get_engine() is not engine:
+        raise ConfigError(
+            f"{where}: {type(obj).__name__}.get_engine() returns a new engine on each call, so the one bound "
+            "would not be the one the app uses.",
+            fix="name the engine the app keeps, or bind it with sandbox.bind(engine) once the app has it.",
+        )
+    return engine
 
 
 def check_bindable(obj: Any, spec: str = "") -> None:
@@ -84,36 +107,51 @@ def same_database(url: URL, test_url: URL) -> bool:
 
 # ---- adoption: a class-level hook on Engine.connect while any sandbox is active --------------------------
 _adopting = 0
+_adopting_lock = threading.Lock()
+# What Engine.connect was when the hook went in (SQLAlchemy's, or another library's wrapper, e.g. a tracer's):
+# engines that are not adopted connect through it, and it is put back when the last sandbox lets go.
+_underlying: Callable[[Engine], Connection] = real_connect
 
 
 def _connect_or_adopt(engine: Engine) -> Connection:
     """Engine.connect of every engine that is not bound by instance: one that must be in the sandbox joins
-    it for the rest of the test; any other connects as SQLAlchemy would (and meets the blocker)."""
+    it for the rest of the test; any other connects as it would without sqlsandbox (and meets the blocker)."""
     from .sandbox import active  # the sandbox imports this module: imported late
 
     box = active()
-    if box is not None and not box.closed and box.bindings.adopts(engine):
+    # not while the sandbox is closing: what it adopted then would outlive it
+    if box is not None and not box.closing and box.bindings.adopts(engine):
         box.bindings.bind(engine)
         return box._connect(engine)
-    return real_connect(engine)
+    return _underlying(engine)
 
 
 def start_adopting() -> None:
-    global _adopting
-    _adopting += 1
-    Engine.connect = _connect_or_adopt  # type: ignore[method-assign,assignment]
+    global _adopting, _underlying
+    with _adopting_lock:
+        _adopting += 1
+        if Engine.__dict__["connect"] is not _connect_or_adopt:
+            _underlying = Engine.__dict__["connect"]
+            Engine.connect = _connect_or_adopt  # type: ignore[method-assign,assignment]
 
 
 def stop_adopting() -> None:
     global _adopting
-    _adopting = max(0, _adopting - 1)
-    if _adopting == 0:
-        Engine.connect = real_connect  # type: ignore[method-assign]
+    with _adopting_lock:
+        _adopting = max(0, _adopting - 1)
+        if _adopting == 0 and Engine.__dict__["connect"] is _connect_or_adopt:
+            Engine.connect = _underlying  # type: ignore[method-assign,assignment]
+
+
+def adopting() -> bool:
+    """Whether the class-level hook is in (while some sandbox has joined an engine)."""
+    return Engine.__dict__["connect"] is _connect_or_adopt
 
 
 class Bindings:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
+        self._lock = threading.RLock()  # an app's threads may adopt an engine while another binds
         self._undo: list[Callable[[], None]] = []
         self._seen: set[int] = set()
         self._joined_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -139,6 +177,10 @@ class Bindings:
             self._patch_connect(db.async_engine.sync_engine)
 
     def bind(self, obj: Any) -> None:
+        with self._lock:
+            self._bind(obj)
+
+    def _bind(self, obj: Any) -> None:
         if id(obj) in self._seen:
             return
         self._seen.add(id(obj))
@@ -211,6 +253,10 @@ class Bindings:
             self._undo.append(undo)
 
     def restore(self) -> None:
+        with self._lock:
+            self._restore()
+
+    def _restore(self) -> None:
         while self._undo:
             self._undo.pop()()
         self._seen.clear()

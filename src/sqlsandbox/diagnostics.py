@@ -19,16 +19,21 @@ _MISSING_GREENLET = (
     "`await obj.awaitable_attrs.name`."
 )
 _SQLITE_FOREIGN_KEY = (
-    "What it means: a row refers to one that does not exist. sqlsandbox turns SQLite's foreign keys on "
-    "(plain SQLite leaves them off), so SQLite checks them as PostgreSQL and MariaDB do.\n"
-    "Fix: insert the parent row first (session.flush() between them). If the suite relies on SQLite not "
-    "checking, set sqlsandbox_sqlite_foreign_keys = false."
+    "What it means: a row would refer to one that does not exist: an insert or update naming a missing "
+    "parent, or a delete (or key change) of a parent that rows still refer to."
+)
+_SQLITE_FOREIGN_KEYS_OURS = (
+    " sqlsandbox turns SQLite's foreign keys on (plain SQLite leaves them off), so SQLite checks them as "
+    "PostgreSQL and MariaDB do.\n"
+    "Fix: insert the parent first (session.flush() between them), delete children before their parent. If "
+    "the suite relies on SQLite not checking, set sqlsandbox_sqlite_foreign_keys = false."
 )
 
 
-def explain_driver_error(exc: BaseException | None) -> str:
-    """Plain words for an error in exc's chain whose message does not say its cause, or ''."""
-    known = _known_cause(exc)
+def explain_driver_error(exc: BaseException | None, *, sqlite_foreign_keys: bool = True) -> str:
+    """Plain words for an error in exc's chain whose message does not say its cause, or ''.
+    sqlite_foreign_keys: whether sqlsandbox turned SQLite's foreign keys on (sqlsandbox_sqlite_foreign_keys)."""
+    known = _known_cause(exc, sqlite_foreign_keys)
     if known:
         return known
     seen = 0
@@ -59,14 +64,16 @@ def explain_driver_error(exc: BaseException | None) -> str:
     )
 
 
-def _known_cause(exc: BaseException | None) -> str:
+def _known_cause(exc: BaseException | None, sqlite_foreign_keys: bool) -> str:
     seen = 0
     while exc is not None and seen < 6:
         name = type(exc).__name__
         if name == "MissingGreenlet":
-            return f"SQLAlchemy says: {str(exc).splitlines()[0]!r}.\n{_MISSING_GREENLET}"
+            first = (str(exc).splitlines() or [""])[0]
+            return f"SQLAlchemy says: {first!r}.\n{_MISSING_GREENLET}"
         if name == "IntegrityError" and "FOREIGN KEY constraint failed" in str(exc):  # SQLite's words
-            return f"SQLite says: 'FOREIGN KEY constraint failed'.\n{_SQLITE_FOREIGN_KEY}"
+            ours = _SQLITE_FOREIGN_KEYS_OURS if sqlite_foreign_keys else ""
+            return f"SQLite says: 'FOREIGN KEY constraint failed'.\n{_SQLITE_FOREIGN_KEY}{ours}"
         exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
         seen += 1
     return ""

@@ -212,11 +212,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     gets_sandbox = (
         run.settings.bind
         or run.app_urls_given
-        or SANDBOX_FIXTURES.intersection(names)
+        or _asks_for_a_sandbox(item)
         or item.get_closest_marker("sqlsandbox")
     )
     if gets_sandbox:  # a test that cannot reach the database leaves the layers be
         run.keeper.layers.end_unused(names, run.keeper)
+
+
+def _ours(item: pytest.Item, name: str) -> bool:
+    """Whether the fixture the item gets under this name is sqlsandbox's (a suite may have its own db_url)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs: Any = getattr(info, "name2fixturedefs", {}).get(name)
+    return bool(defs) and getattr(defs[-1].func, "__module__", "") == __name__
+
+
+def _asks_for_a_sandbox(item: pytest.Item) -> bool:
+    names = SANDBOX_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    return any(name not in URL_FIXTURES or _ours(item, name) for name in names)
 
 
 def pytest_collection_modifyitems(
@@ -224,9 +236,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     """Provision before the first test, so a bad setup is one message, not one error per test."""
     wants_db = bool(config.stash[RUN].settings.bind) or any(
-        SANDBOX_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        or item.get_closest_marker("sqlsandbox")
-        for item in items
+        _asks_for_a_sandbox(item) or item.get_closest_marker("sqlsandbox") for item in items
     )
     if wants_db:
         _activate(config)  # a test asks for a sandbox: the project uses sqlsandbox, configured or not
@@ -284,7 +294,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # or --full-trace show it whole).
         report.longrepr = f"{type(error).__name__}: {error}"
     elif call.excinfo is not None and report.failed:
-        explanation = explain_driver_error(call.excinfo.value)
+        run = item.config.stash[RUN]
+        explanation = explain_driver_error(
+            call.excinfo.value, sqlite_foreign_keys=run.settings.sqlite_foreign_keys
+        )
         if explanation:
             report.sections.append(("sqlsandbox", explanation))
     return report
@@ -371,7 +384,7 @@ def _sqlsandbox_autouse(request: pytest.FixtureRequest) -> None:
     if (
         run.settings.bind
         or run.app_urls_given
-        or URL_FIXTURES.intersection(request.fixturenames)
+        or any(_ours(request.node, name) for name in URL_FIXTURES.intersection(request.fixturenames))
         or request.node.get_closest_marker("sqlsandbox") is not None
     ):
         request.getfixturevalue("sandbox")

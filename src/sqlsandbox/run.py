@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,7 +207,10 @@ class Run:
     def _provision(self) -> TestDatabase:
         self.metadatas = [_as_metadata(spec) for spec in self.settings.metadata]
         check_mappers(self.rootdir)
-        self.bound = [resolve_bindable(_imported(spec, "sqlsandbox_bind")) for spec in self.settings.bind]
+        self.bound = [
+            resolve_bindable(_imported(spec, "sqlsandbox_bind"), spec if isinstance(spec, str) else "")
+            for spec in self.settings.bind
+        ]
         for spec, obj in zip(self.settings.bind, self.bound, strict=True):  # told once, at start, not per test
             check_bindable(obj, spec if isinstance(spec, str) else "")
         suffix = f"_{self.run_id}" + (f"_{self.worker}" if self.worker else "")
@@ -214,7 +218,7 @@ class Run:
         provisioner = dialects.provisioner_for(self.server_url, self.cache_dir)
         self.removed_stale = provisioner.removed_stale
         ini = _alembic_ini(self.settings.alembic, self.rootdir) if self.settings.alembic else None
-        project = self.rootdir.name if self.rootdir is not None else ""
+        project = project_name(self.rootdir)
         source = templates.SchemaSource(self.metadatas, ini, self.settings.check_migrations, project)
         done = provisioner.test_database(
             name,
@@ -314,6 +318,21 @@ def _one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     return f"{type(orig).__name__}: {lines[0] if lines else ''}"
+
+
+def project_name(rootdir: Path | None) -> str:
+    """The project a template belongs to: pyproject's [project] name, else the root folder's name."""
+    if rootdir is None:
+        return ""
+    try:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pytest's own dependency there
+            import tomli as tomllib
+        name = tomllib.loads((rootdir / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+        return str(name)
+    except Exception:  # no pyproject, no [project] table, a file pytest reads but we cannot: the folder
+        return rootdir.name
 
 
 def _alembic_ini(path: str, rootdir: Path | None) -> Path:

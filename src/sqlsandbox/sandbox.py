@@ -212,6 +212,11 @@ class Sandbox:
         return conn
 
     @property
+    def closing(self) -> bool:
+        """Whether the sandbox is ending (or has ended): it takes no more engines in."""
+        return self._closing or self.closed
+
+    @property
     def flavor(self) -> Flavor | None:
         """'sync' or 'async' once the test has used the database, else None."""
         return self._flavor
@@ -230,10 +235,13 @@ class Sandbox:
 
     def close(self) -> None:
         """Roll everything back and let go; raises SandboxError if the test misused the sandbox."""
+        stopped: BaseException | None = None  # Ctrl-C in an app's shutdown: raised once all is rolled back
         while self._closers:  # last made, first closed: an app's shutdown may still use the database
             try:
                 self._closers.pop()()
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit) as exc:
+                stopped = exc
+            except BaseException as exc:  # a CancelledError from a task group too: the rollback must happen
                 self._problem(f"Closing an app the test started: {type(exc).__name__}: {exc}")
         self._closing = True
         self.units.end()
@@ -257,6 +265,8 @@ class Sandbox:
                 self.restored = self.db.restore_baseline(self._metadatas)
             except Exception as exc:  # the escape is the news; the end-of-run leak check names what stayed
                 self._problem(f"Putting the tables back after it failed: {type(exc).__name__}: {exc}")
+        if stopped is not None:
+            raise stopped
         if self.problems and not interrupted:  # Ctrl-C ends the run with pytest's own one line
             raise SandboxError("The sandbox caught a problem in this test:\n- " + "\n- ".join(self.problems))
 

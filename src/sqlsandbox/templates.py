@@ -36,8 +36,9 @@ class SchemaSource:
     metadatas: list[MetaData]
     alembic_ini: Path | None = None
     check_migrations: bool = False
-    # The project's name is part of the key: a template belongs to one project, so two projects with the
-    # same (or no) schema on one server never clone, keep or clean up each other's templates.
+    # The project's name (pyproject's, else its folder's) is part of the key: two projects with the same (or
+    # no) schema on one server never clone each other's template. Which templates are kept is still decided
+    # per database name (KEEP).
     project: str = ""
 
     def key(self, url: URL) -> str:

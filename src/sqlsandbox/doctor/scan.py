@@ -21,6 +21,7 @@ OUR_FIXTURES = (
     "asgi_client",
     "grpc_server",
 )
+URL_FIXTURES = ("db_url", "async_db_url")  # ours too, but a suite's own by that name does not turn us on
 FACTORIES = {"create_engine", "create_async_engine", "sessionmaker", "async_sessionmaker", "scoped_session"}
 DBAPI_ERRORS = {
     "DBAPIError",
@@ -307,6 +308,20 @@ class _FileScan:
                     "installed sqlsandbox turns itself on and refuses this fixture's own database "
                     "(DatabaseAccessBlocked)",
                     "delete it (sqlsandbox's takes its place), or rename it if it is something else",
+                )
+            )
+        elif node.name in URL_FIXTURES:
+            self.out.findings.append(
+                Finding(
+                    self.file,
+                    start,
+                    node.end_lineno or start,
+                    "shadowed-fixture",
+                    CLASH,
+                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r} (the test "
+                    "database's URL for engines the app builds itself): tests and fixtures asking for it get "
+                    "this one",
+                    "rename it, or delete it if it named a test database sqlsandbox now makes",
                 )
             )
 
