@@ -248,3 +248,32 @@ def test_the_entry_points_print_the_same_plan() -> None:
     )
     assert plugin.returncode == 0, plugin.stderr
     assert json.loads(plugin.stdout) == plan_json(shape)
+
+
+def test_awkward_layouts_are_findings_or_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What real checkouts hold: a database volume this user cannot read (root reads it anyway), a symlink
+    looping back up, a broken symlink named like a test, a test file with a null byte; and a pyproject
+    pytest cannot read either."""
+    write(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/db.py": "from sqlalchemy import create_engine\nengine = create_engine('sqlite:///dev.db')\n",
+            "tests/test_ok.py": "from app.db import engine\n",
+            "tests/test_null.py": "x = 1\0\n",
+        },
+    )
+    volume = tmp_path / "data" / "postgres"
+    volume.mkdir(parents=True)
+    volume.chmod(0)
+    (tmp_path / "tests" / "loop").symlink_to(tmp_path)
+    (tmp_path / "tests" / "test_gone.py").symlink_to(tmp_path / "nowhere.py")
+    try:
+        plan = plan_json(tmp_path)
+    finally:
+        volume.chmod(0o700)
+    assert plan["ini"]["lines"] == ["sqlsandbox_bind =", "    app.db:engine"]
+    assert [f["file"] for f in plan["findings"] if f["kind"] == "syntax-error"] == ["tests/test_null.py"]
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options\n")
+    assert doctor.main([str(tmp_path)]) == 2
+    assert "cannot read the project's pytest configuration: pyproject.toml: " in capsys.readouterr().err

@@ -110,7 +110,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if doctor_format is not None:
         from . import doctor  # imported on use: it is no part of a test run
 
-        plan = doctor.make_plan(Path(str(config.rootpath)))
+        try:
+            plan = doctor.make_plan(Path(str(config.rootpath)))
+        except doctor.project.UnreadableConfig as exc:
+            raise pytest.UsageError(f"sqlsandbox doctor: cannot read the pytest configuration: {exc}") from None
         print(doctor.render_json(plan) if doctor_format == "json" else doctor.render_text(plan), end="")
         return 0
     hours = config.getoption("sqlsandbox_clean", default=None)

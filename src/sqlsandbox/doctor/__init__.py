@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not root.is_dir():
         print(f"sqlsandbox doctor: {root} is not a folder (give the project root)", file=sys.stderr)
         return 2
-    plan = make_plan(root)
+    try:
+        plan = make_plan(root)
+    except project.UnreadableConfig as exc:
+        print(f"sqlsandbox doctor: cannot read the project's pytest configuration: {exc}", file=sys.stderr)
+        return 2
     sys.stdout.write(render_json(plan) if args.json else render_text(plan))
     return 0

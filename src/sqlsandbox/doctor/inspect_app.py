@@ -240,7 +240,7 @@ def _defined_at_top_level(path: Path) -> list[tuple[str, int]]:
     """Names a module itself binds at top level (not those it imports), with their lines."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return []
     names: list[tuple[str, int]] = []
     for node in tree.body:

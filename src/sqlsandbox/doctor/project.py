@@ -88,8 +88,11 @@ def _find_ini(root: Path) -> tuple[IniFile, dict[str, Any]]:
 
 
 def _parser(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(path, encoding="utf-8")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        raise UnreadableConfig(f"{path.name}: {type(exc).__name__}: {exc}") from None
     return parser
 
 
@@ -103,7 +106,10 @@ def _pyproject_section(path: Path) -> dict[str, Any] | None:
         import tomllib
     else:  # pytest itself reads pyproject.toml with tomli there, so it is installed
         import tomli as tomllib
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise UnreadableConfig(f"{path.name}: {type(exc).__name__}: {exc}") from None
     section = data.get("tool", {}).get("pytest", {}).get("ini_options")
     return dict(section) if isinstance(section, dict) else None
 
@@ -118,16 +124,25 @@ def skipped(path: Path) -> bool:
     return path.name.startswith(".") or path.name in SKIPPED_DIRS or path.name.endswith(".egg-info")
 
 
+class UnreadableConfig(Exception):
+    """The project's pytest configuration cannot be parsed: the doctor says so in one line."""
+
+
 def _test_files(top: Path) -> list[Path]:
     if top.is_file():
         return [top.resolve()] if is_test_file(top) else []
     found: list[Path] = []
     if not top.is_dir():
         return found
-    for child in sorted(top.iterdir()):
+    try:
+        children = sorted(top.iterdir())
+    except OSError:  # a folder this user cannot read (a database container's volume): not the tests'
+        return found
+    for child in children:
         if child.is_dir():
-            if not skipped(child):
+            # symlinked folders are not followed: a link back up would loop, and pytest does not either
+            if not skipped(child) and not child.is_symlink():
                 found.extend(_test_files(child))
-        elif is_test_file(child):
+        elif is_test_file(child) and child.is_file():  # a broken symlink named test_x.py is nothing
             found.append(child.resolve())
     return found

@@ -76,7 +76,7 @@ def scan(project: Project, mapped_classes: set[str] | None = None) -> Scan:
     for path in project.test_files:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        except (SyntaxError, UnicodeDecodeError) as exc:
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError) as exc:
             result.findings.append(
                 Finding(
                     project.relative(path),
@@ -100,7 +100,7 @@ def _requested_fixtures(project: Project) -> set[str]:
     for path in project.test_files:
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
