@@ -655,12 +655,15 @@ def test_which_templates_are_kept_and_which_is_cloned() -> None:
     """Per database name the newest KEEP_TEMPLATES stay (the one just built among them); older ones of the
     same key always go; another project's are never counted. The clone source is this run's, else the
     newest."""
-    ours = [(f"t{i}", _ready(f"k{i}", "test_app", at=i)) for i in range(12)]
+    n = templates.KEEP + 4
+    ours = [(f"t{i}", _ready(f"k{i}", "test_app", at=i)) for i in range(n)]
     theirs = [("x", _ready("kx", "test_other", at=0))]
-    same_key_older = [("old", _ready("k11", "test_app", at=-5))]
-    surplus = templates.surplus(ours + theirs + same_key_older, "test_app", "t11", "k11")
+    same_key_older = [("old", _ready(f"k{n - 1}", "test_app", at=-5))]
+    surplus = templates.surplus(ours + theirs + same_key_older, "test_app", f"t{n - 1}", f"k{n - 1}")
     kept = {name for name, _ in ours} - set(surplus)
-    assert kept == {"t11", "t10", "t9", "t8", "t7", "t6", "t5", "t4"}  # 8, newest first
+    assert kept == {
+        f"t{i}" for i in range(n - templates.KEEP, n)
+    }  # the newest KEEP, the one just built among them
     assert "old" in surplus and "x" not in surplus
     building = marks.Mark(1, "h", 9, "k", "b", "building", "r")
     marked = [("a", _ready("k", "b", at=5, run="mine")), ("b", _ready("k", "b", at=9)), ("c", building)]
