@@ -24,6 +24,17 @@ SHAPES = ["savepoint_recipe", "create_all_per_test", "asyncmock_sessions", "clas
 # Rewrites the doctor cannot make itself (anti-patterns, clashes): the file as a person would rewrite it,
 # following the plan's "better:" and "fix:" lines. Everything else is applied from the JSON alone.
 AFTER = PROJECTS / "_after"
+# The suites below run in subprocesses, and make test runs this file on every database and driver: what does
+# not depend on the database runs once (the run without SQLSANDBOX_URL), and the converted projects, which are
+# sync, run once per server (with its sync driver; an async-driver run would repeat that run exactly).
+_URL = os.environ.get("SQLSANDBOX_URL", "")
+without_database = pytest.mark.skipif(
+    bool(_URL), reason="runs without sqlsandbox, the same on every database: the SQLite run has it"
+)
+per_server = pytest.mark.skipif(
+    _URL.split("://")[0].partition("+")[2] in ("asyncpg", "asyncmy", "aiomysql"),
+    reason="sync projects: the run on this server's sync driver has it",
+)
 
 
 def plan_json(root: Path) -> dict[str, Any]:
@@ -96,6 +107,7 @@ def copy_of(shape: str, tmp_path: Path) -> Path:
     return project
 
 
+@per_server
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_applied_plan_gives_a_green_suite(shape: str, tmp_path: Path) -> None:
     project = copy_of(shape, tmp_path)
@@ -118,6 +130,7 @@ def test_after_the_plan_the_doctor_finds_only_what_it_keeps(tmp_path: Path) -> N
     assert [f["kind"] for f in after["findings"]] == ["testclient-async-engine"]
 
 
+@without_database
 def test_the_original_clashing_bases_fails_as_the_plan_says(tmp_path: Path) -> None:
     """Its own db_session builds the empty shared metadata: the plan's warning, 'no such table'."""
     result = run_suite(copy_of("clashing_bases", tmp_path), sandboxed=False)
@@ -125,6 +138,7 @@ def test_the_original_clashing_bases_fails_as_the_plan_says(tmp_path: Path) -> N
     assert "no such table: users" in result.stdout
 
 
+@per_server
 def test_a_shadowing_db_session_turns_an_installed_sqlsandbox_on(tmp_path: Path) -> None:
     """The plan's clash: with sqlsandbox installed, tests asking for 'db_session' turn it on, and the suite's
     own fixture then reaches its development database past the blocker's rules."""
@@ -141,17 +155,20 @@ def test_a_shadowing_db_session_turns_an_installed_sqlsandbox_on(tmp_path: Path)
     assert "DatabaseAccessBlocked" in result.stdout and "4 errors" in result.stdout, result.stdout
 
 
+@without_database
 def test_the_original_seed_fixture_loses_its_rows(tmp_path: Path) -> None:
     """The module-scoped seed commits once; the per-test clean-up takes it away after the first test."""
     result = run_suite(copy_of("create_all_per_test", tmp_path), sandboxed=False)
     assert "2 failed, 1 passed" in result.stdout, result.stdout
 
 
+@without_database
 def test_the_original_hand_built_operational_error_is_a_type_error(tmp_path: Path) -> None:
     result = run_suite(copy_of("asyncmock_sessions", tmp_path), sandboxed=False)
     assert "FAILED tests/test_notes.py::test_database_down - TypeError" in result.stdout, result.stdout
 
 
+@without_database
 def test_the_original_savepoint_recipe_leaks_from_test_to_test(tmp_path: Path) -> None:
     """The hand-written recipe, as written, does not isolate on SQLite's default driver (pysqlite begins no
     transaction for it to roll back): the first test's user is there in the next. Converted, its tests pass
