@@ -46,8 +46,8 @@ def driver(url: str, name: str) -> str:
 
 
 # (label, python version, pins, database runs): the oldest and the newest of what pyproject admits; each edge on
-# SQLite and one server, with an async driver (the most version-sensitive part), so each server is seen on each
-# edge while make test stays well inside CI's 90 minutes
+# SQLite and one server through an async driver (the most version-sensitive part): PostgreSQL on the oldest,
+# MariaDB on the newest, so that make test stays inside CI's 90 minutes
 COMPAT = [
     (
         "python 3.10, lowest versions",
