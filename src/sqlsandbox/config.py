@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -205,6 +207,17 @@ def configured_by(ini: Callable[[str], Any] = _nothing, cli: Callable[[str], Any
     found = [opt.ini for opt in OPTIONS if ini(opt.ini) not in (None, [], "")]
     found += [opt.env for opt in OPTIONS if os.environ.get(opt.env)]
     return found + [opt.cli for opt in OPTIONS if cli(opt.ini)]
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """A TOML file (pyproject.toml) as a dict: tomllib, or on Python 3.10 tomli, which pytest itself needs
+    there. Raises OSError, UnicodeDecodeError or ValueError (TOMLDecodeError is one)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def import_string(spec: str, setting: str) -> Any:

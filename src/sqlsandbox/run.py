@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from sqlalchemy import MetaData
 from . import dialects, drivers, embedded, events, templates
 from .binding import check_bindable, resolve_bindable
 from .blocker import Blocker
-from .config import Settings, import_string
+from .config import Settings, import_string, load_toml
 from .database import TestDatabase
 from .embedded import EmbeddedPostgres
 from .errors import ConfigError, SandboxError, ServerUnreachableError
@@ -325,11 +324,7 @@ def project_name(rootdir: Path | None) -> str:
     if rootdir is None:
         return ""
     try:
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pytest's own dependency there
-            import tomli as tomllib
-        name = tomllib.loads((rootdir / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+        name = load_toml(rootdir / "pyproject.toml")["project"]["name"]
         return str(name)
     except Exception:  # no pyproject, no [project] table, a file pytest reads but we cannot: the folder
         return rootdir.name

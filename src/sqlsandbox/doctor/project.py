@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import configparser
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..config import load_toml
 
 # Folders no test or app module of the project lives in.
 SKIPPED_DIRS = {"node_modules", "build", "dist", "__pycache__", "site-packages", "venv", "env"}
@@ -102,13 +103,9 @@ def _ini_section(path: Path, section: str) -> dict[str, Any]:
 
 
 def _pyproject_section(path: Path) -> dict[str, Any] | None:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pytest itself reads pyproject.toml with tomli there, so it is installed
-        import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        data = load_toml(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError is a ValueError
         raise UnreadableConfig(f"{path.name}: {type(exc).__name__}: {exc}") from None
     section = data.get("tool", {}).get("pytest", {}).get("ini_options")
     return dict(section) if isinstance(section, dict) else None

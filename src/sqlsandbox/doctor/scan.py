@@ -296,34 +296,25 @@ class _FileScan:
                 ):
                     self._dependency_override(sub)
         if node.name in OUR_FIXTURES:
-            self.out.findings.append(
-                Finding(
-                    self.file,
-                    start,
-                    node.end_lineno or start,
-                    "shadowed-fixture",
-                    CLASH,
-                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}: tests asking "
-                    "for it get this one, outside the sandbox; and since they ask for that name, an "
-                    "installed sqlsandbox turns itself on and refuses this fixture's own database "
-                    "(DatabaseAccessBlocked)",
-                    "delete it (sqlsandbox's takes its place), or rename it if it is something else",
-                )
+            what = (
+                "tests asking for it get this one, outside the sandbox; and since they ask for that name, an "
+                "installed sqlsandbox turns itself on and refuses this fixture's own database "
+                "(DatabaseAccessBlocked)"
             )
+            fix = "delete it (sqlsandbox's takes its place), or rename it if it is something else"
         elif node.name in URL_FIXTURES:
-            self.out.findings.append(
-                Finding(
-                    self.file,
-                    start,
-                    node.end_lineno or start,
-                    "shadowed-fixture",
-                    CLASH,
-                    f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r} (the test "
-                    "database's URL for engines the app builds itself): tests and fixtures asking for it get "
-                    "this one",
-                    "rename it, or delete it if it named a test database sqlsandbox now makes",
-                )
+            what = (
+                "(the test database's URL for engines the app builds itself): tests and fixtures asking for "
+                "it get this one"
             )
+            fix = "rename it, or delete it if it named a test database sqlsandbox now makes"
+        else:
+            return
+        sep = " " if what.startswith("(") else ": "
+        message = f"{node.name}: the suite's own fixture shadows sqlsandbox's {node.name!r}{sep}{what}"
+        self.out.findings.append(
+            Finding(self.file, start, node.end_lineno or start, "shadowed-fixture", CLASH, message, fix)
+        )
 
     def _traits(self, node: ast.AST) -> set[str]:
         traits: set[str] = set()
